@@ -1,0 +1,256 @@
+"""Typed configuration: a TOML file, overridden by ``FOREXD_*`` environment variables.
+
+Precedence (highest first): command-line flags (applied by ``cli.py``), environment
+variables (``FOREXD_FEED__SPEED=0`` sets ``[feed] speed``; ``__`` separates nesting), the
+TOML file, the defaults below. Every key is validated at load; an unknown key or a bad
+value fails with the key's dotted name and the file it came from.
+
+pydantic-settings was chosen over msgspec because it already merges environment
+variables with nested models and reports every bad key at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from forexd.domain import get_instrument
+from forexd.errors import ConfigError, ForexdError
+from forexd.strategies import build_strategy
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+BrokerKind = Literal["paper", "oanda"]
+FeedKind = Literal["replay", "oanda"]
+Timeframe = Literal["M1", "M5", "M15", "M30", "H1", "H4", "D1"]
+
+TIMEFRAME_SECONDS: dict[str, int] = {
+    "M1": 60,
+    "M5": 300,
+    "M15": 900,
+    "M30": 1800,
+    "H1": 3600,
+    "H4": 14400,
+    "D1": 86400,
+}
+
+BUNDLED_SOURCE = "bundled"
+STORE_SOURCE = "store"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComputeConfig(_Section):
+    """Compute budget overrides; ``None`` means derive from the hardware (``forexd hw``)."""
+
+    usable_cpus: int | None = Field(None, ge=1, description="override detected usable CPUs")
+    reserve_cpus: int | None = Field(None, ge=0, description="CPUs kept for the event loop")
+    train_workers: int | None = Field(None, ge=1, description="concurrent heavy jobs")
+    blas_threads: int | None = Field(None, ge=1, description="BLAS/OpenMP threads per job")
+    max_concurrent_symbols: int | None = Field(
+        None, ge=1, description="symbols allowed in the heavy phase at once"
+    )
+
+
+class OandaConfig(_Section):
+    """OANDA v20 connection (live trading)."""
+
+    account_id: str = ""
+    token: SecretStr = SecretStr("")
+    environment: Literal["practice", "live"] = "practice"
+    api_url: str | None = Field(None, description="override the REST base URL (tests)")
+    stream_url: str | None = Field(None, description="override the streaming base URL")
+
+
+class BrokerConfig(_Section):
+    """Which broker executes orders, and the paper broker's costs."""
+
+    kind: BrokerKind = "paper"
+    initial_balance: float = Field(100_000.0, gt=0, description="paper account start, USD")
+    spread_pips: float = Field(0.8, ge=0, le=100, description="paper full spread in pips")
+    slippage_pips: float = Field(0.0, ge=0, le=100, description="paper adverse slippage")
+    commission_per_million: float = Field(
+        0.0, ge=0, description="paper commission, USD per 1M USD notional"
+    )
+    oanda: OandaConfig = OandaConfig()
+
+
+class FeedConfig(_Section):
+    """Where bars come from. ``source``: ``bundled`` sample, ``store`` (SQLite) or a file."""
+
+    kind: FeedKind = "replay"
+    source: str = BUNDLED_SOURCE
+    format: Literal["auto", "histdata", "oanda-lean", "csv"] = "auto"
+    timeframe: Timeframe = "H1"
+    speed: float = Field(0.0, ge=0, description="0 = as fast as possible, N = N times real time")
+    max_sleep_s: float = Field(
+        5.0, gt=0, description="longest pause between two replayed bars (caps weekend gaps)"
+    )
+    start: str | None = Field(None, description="ISO date/time: replay bars from here")
+    end: str | None = Field(None, description="ISO date/time: replay bars before this")
+
+
+class SymbolConfig(_Section):
+    """One traded symbol and the strategy that trades it."""
+
+    symbol: str
+    strategy: str = "sma_cross"
+    params: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("symbol")
+    @classmethod
+    def _known_symbol(cls, value: str) -> str:
+        try:
+            return get_instrument(value).symbol
+        except ForexdError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class ActorConfig(_Section):
+    """Crash handling of symbol actors."""
+
+    restart_backoff_s: float = Field(0.5, gt=0, description="first restart delay")
+    restart_backoff_max_s: float = Field(30.0, gt=0)
+    max_crashes: int = Field(5, ge=1, description="crashes within the window before `failed`")
+    crash_window_s: float = Field(300.0, gt=0)
+
+
+class ControlConfig(_Section):
+    """Control channel: a Unix socket, or loopback TCP with a token where there is none."""
+
+    transport: Literal["auto", "unix", "tcp"] = "auto"
+    tcp_host: str = "127.0.0.1"
+    tcp_port: int = Field(0, ge=0, le=65535, description="0 = pick a free port")
+
+
+def _default_symbols() -> list[SymbolConfig]:
+    return [SymbolConfig(symbol="EURUSD", strategy="sma_cross", params={"fast": 10, "slow": 20})]
+
+
+class Settings(BaseSettings):
+    """The daemon's whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FOREXD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data_dir: Path | None = Field(None, description="state: forexd.db, risk state, models")
+    runtime_dir: Path | None = Field(None, description="ctl.sock and forexd.pid")
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+    shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
+    equity_snapshot_every_bars: int = Field(1, ge=1)
+    compute: ComputeConfig = ComputeConfig()
+    broker: BrokerConfig = BrokerConfig()
+    feed: FeedConfig = FeedConfig()
+    actors: ActorConfig = ActorConfig()
+    control: ControlConfig = ControlConfig()
+    symbols: list[SymbolConfig] = Field(default_factory=_default_symbols)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment beats the file (which arrives as init kwargs)."""
+        return (env_settings, init_settings)
+
+    @field_validator("symbols")
+    @classmethod
+    def _unique_symbols(cls, value: list[SymbolConfig]) -> list[SymbolConfig]:
+        seen: set[str] = set()
+        for item in value:
+            if item.symbol in seen:
+                raise ValueError(f"symbol {item.symbol} is configured twice")
+            seen.add(item.symbol)
+        return value
+
+    @property
+    def active_symbols(self) -> list[SymbolConfig]:
+        """Symbols with ``enabled = true``."""
+        return [s for s in self.symbols if s.enabled]
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling against `forexd config check --defaults`"
+        given = err.get("input")
+        shown = "" if isinstance(given, Mapping | list) or given is None else f" (got {given!r})"
+        lines.append(f"  {loc}: {msg}{shown}")
+    return f"invalid configuration in {origin}:\n" + "\n".join(lines)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not valid TOML.
+    """
+    try:
+        with path.open("rb") as fh:
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate the configuration.
+
+    Args:
+        path: a TOML file, or ``None`` for defaults plus environment.
+        overrides: values from command-line flags; they beat the file and the environment.
+
+    Raises:
+        ConfigError: any problem, naming the file and the key.
+    """
+    raw = read_toml(path) if path is not None else {}
+    origin = str(path) if path is not None else "defaults/environment (FOREXD_*)"
+    try:
+        settings = Settings(**raw)
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(settings, key, value)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None
+    for i, sym in enumerate(settings.symbols):
+        build_strategy(sym.strategy, sym.params, where=f"{origin}: symbols[{i}] ({sym.symbol})")
+    return settings
+
+
+def env_snapshot() -> dict[str, str]:
+    """``FOREXD_*`` variables in effect (for ``config check``), secrets masked."""
+    out = {}
+    for key, value in os.environ.items():
+        if key.startswith("FOREXD_"):
+            out[key] = "***" if "TOKEN" in key or "SECRET" in key else value
+    return out

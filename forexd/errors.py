@@ -1,0 +1,56 @@
+"""Typed errors.
+
+Every error a user can cause derives from :class:`ForexdError`; its message names the
+input, what was wrong and what to do. ``cli.py`` turns these into one line on stderr and
+an exit code; nothing else in the package exits the process.
+"""
+
+from __future__ import annotations
+
+
+class ForexdError(Exception):
+    """Base class of every error forexd reports to a user (no traceback)."""
+
+    exit_code: int = 2
+
+
+class ConfigError(ForexdError):
+    """A configuration file or override is missing, malformed or has a bad value."""
+
+
+class DataError(ForexdError):
+    """An input data file is missing, malformed or inconsistent (NaNs, unsorted bars...)."""
+
+
+class UnknownSymbolError(ForexdError):
+    """A symbol is not in the instrument table."""
+
+
+class DaemonNotRunningError(ForexdError):
+    """``forexd ctl`` found no daemon listening for the data directory."""
+
+    exit_code = 3
+
+
+class AlreadyRunningError(ForexdError):
+    """Another daemon already holds the lock on this data directory."""
+
+    exit_code = 4
+
+
+class ControlError(ForexdError):
+    """The daemon answered a control request with an error."""
+
+
+class StorageError(ForexdError):
+    """The SQLite store is unusable (corrupt, from a newer version, locked for too long)."""
+
+
+class BrokerError(ForexdError):
+    """The broker refused a request or could not be reached."""
+
+
+class RiskStateError(ForexdError):
+    """The risk state file is corrupt, from another account or of an unknown schema."""
+
+    exit_code = 5

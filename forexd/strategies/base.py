@@ -1,0 +1,174 @@
+"""The strategy contract and the bar window strategies read.
+
+A strategy is pure: it sees a :class:`BarHistory` and the current position and returns the
+position it wants (a *target* in signed units) or ``None`` for "no change". The engine, not
+the strategy, knows whether it runs live or in a backtest. Strategies that can also compute
+their targets over a whole array at once implement :class:`VectorisedStrategy`; the backtest
+uses that for sweeps and must get the same trades as the event-driven path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
+
+from forexd.domain import Bar, Instrument
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class BarHistory:
+    """The most recent ``capacity`` bars of one symbol as contiguous numpy arrays.
+
+    Each value is written twice (at ``i`` and ``i + capacity``) so the last ``n`` values are
+    always one contiguous slice: appending is O(1) and reading never copies.
+    ``points`` holds closes as integers (``round(close * 10**precision)``) so that sums and
+    comparisons are exact and identical in the live and vectorised paths.
+    """
+
+    __slots__ = (
+        "_cap",
+        "_close",
+        "_high",
+        "_i",
+        "_low",
+        "_n",
+        "_open",
+        "_points",
+        "_ts",
+        "instrument",
+        "last",
+    )
+
+    def __init__(self, instrument: Instrument, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.instrument = instrument
+        self._cap = capacity
+        self._open = np.zeros(2 * capacity)
+        self._high = np.zeros(2 * capacity)
+        self._low = np.zeros(2 * capacity)
+        self._close = np.zeros(2 * capacity)
+        self._points = np.zeros(2 * capacity, dtype=np.int64)
+        self._ts = np.zeros(2 * capacity, dtype=np.int64)
+        self._i = 0
+        self._n = 0
+        self.last: Bar | None = None
+
+    def append(self, bar: Bar) -> None:
+        """Add the newest bar (bars must arrive in time order)."""
+        i, j = self._i, self._i + self._cap
+        self._open[i] = self._open[j] = bar.open
+        self._high[i] = self._high[j] = bar.high
+        self._low[i] = self._low[j] = bar.low
+        self._close[i] = self._close[j] = bar.close
+        self._points[i] = self._points[j] = round(bar.close * self.instrument.price_scale)
+        self._ts[i] = self._ts[j] = bar.ts
+        self._i = (i + 1) % self._cap
+        self._n = min(self._n + 1, self._cap)
+        self.last = bar
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def capacity(self) -> int:
+        """Most bars kept."""
+        return self._cap
+
+    def _window(self, arr: npt.NDArray[Any], n: int | None) -> npt.NDArray[Any]:
+        n = self._n if n is None else min(n, self._n)
+        end = self._i + self._cap
+        return arr[end - n : end]
+
+    def closes(self, n: int | None = None) -> FloatArray:
+        """Last ``n`` closes (all kept if ``None``), oldest first."""
+        return self._window(self._close, n)
+
+    def opens(self, n: int | None = None) -> FloatArray:
+        """Last ``n`` opens, oldest first."""
+        return self._window(self._open, n)
+
+    def highs(self, n: int | None = None) -> FloatArray:
+        """Last ``n`` highs, oldest first."""
+        return self._window(self._high, n)
+
+    def lows(self, n: int | None = None) -> FloatArray:
+        """Last ``n`` lows, oldest first."""
+        return self._window(self._low, n)
+
+    def points(self, n: int | None = None) -> IntArray:
+        """Last ``n`` closes in integer points, oldest first."""
+        return self._window(self._points, n)
+
+    def times(self, n: int | None = None) -> IntArray:
+        """Last ``n`` bar open times (epoch ns), oldest first."""
+        return self._window(self._ts, n)
+
+
+@dataclass(frozen=True, slots=True)
+class BarArrays:
+    """A whole series of one symbol's bars as arrays, for vectorised evaluation."""
+
+    ts: IntArray
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    points: IntArray
+
+    @classmethod
+    def from_ohlc(
+        cls,
+        instrument: Instrument,
+        ts: IntArray,
+        open_: FloatArray,
+        high: FloatArray,
+        low: FloatArray,
+        close: FloatArray,
+    ) -> BarArrays:
+        """Build from OHLC columns, deriving integer close points."""
+        points = np.rint(close * instrument.price_scale).astype(np.int64)
+        return cls(ts, open_, high, low, close, points)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class StrategyParams(BaseModel):
+    """Base for a strategy's parameters: validated, immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Decides a target position from recent bars."""
+
+    name: ClassVar[str]
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars of history needed before the first decision (and kept in the window)."""
+        ...
+
+    def decide(self, history: BarHistory, position_units: int) -> int | None:
+        """Return the wanted position in signed units, or ``None`` to keep the current one."""
+        ...
+
+
+@runtime_checkable
+class VectorisedStrategy(Strategy, Protocol):
+    """A strategy whose targets over a whole series can be computed at once."""
+
+    def targets(self, bars: BarArrays) -> IntArray:
+        """Target after each bar's close; ``np.iinfo(np.int64).min`` means "no change"."""
+        ...
+
+
+NO_CHANGE = int(np.iinfo(np.int64).min)
