@@ -92,7 +92,9 @@ class FeedConfig(_Section):
     """Where bars come from. ``source``: ``bundled`` sample, ``store`` (SQLite) or a file."""
 
     kind: FeedKind = "replay"
-    source: str = BUNDLED_SOURCE
+    source: str = Field(
+        BUNDLED_SOURCE, description="`bundled`, `store`, or a file path ({symbol} is expanded)"
+    )
     format: Literal["auto", "histdata", "oanda-lean", "csv"] = "auto"
     timeframe: Timeframe = "H1"
     speed: float = Field(0.0, ge=0, description="0 = as fast as possible, N = N times real time")
@@ -110,6 +112,9 @@ class SymbolConfig(_Section):
     strategy: str = "sma_cross"
     params: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
+    data: str | None = Field(
+        None, description="this symbol's replay source (a file, `store` or `bundled`)"
+    )
 
     @field_validator("symbol")
     @classmethod
@@ -156,7 +161,9 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
-    equity_snapshot_every_bars: int = Field(1, ge=1)
+    equity_snapshot_every_bars: int = Field(
+        60, ge=1, description="bars between equity snapshots (each fill adds one too)"
+    )
     compute: ComputeConfig = ComputeConfig()
     broker: BrokerConfig = BrokerConfig()
     feed: FeedConfig = FeedConfig()
@@ -198,7 +205,7 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling against `forexd config check --defaults`"
+            msg = "unknown key; `forexd config check` with no file prints every valid key"
         given = err.get("input")
         shown = "" if isinstance(given, Mapping | list) or given is None else f" (got {given!r})"
         lines.append(f"  {loc}: {msg}{shown}")

@@ -1,0 +1,1 @@
+"""Actors: async shells around pure per-symbol cores."""

@@ -1,0 +1,347 @@
+"""SymbolActor: the async shell around :class:`~forexd.actors.core.SymbolCore`.
+
+One actor per symbol. It owns its state and an inbox (an anyio memory stream) that its
+feed pump fills; nothing else mutates it. Per bar it: lets the broker fill what was
+pending, records fills, asks the core for an order, writes the order to SQLite *before*
+sending it, then sends it. One life of an actor is :meth:`SymbolActor.run`; the
+supervisor restarts it after a crash, and every restart rebuilds state from the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import numpy as np
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from forexd.actors.core import OrderGate, SymbolCore
+from forexd.brokers.base import Broker
+from forexd.domain import Bar, Fill, Order, OrderStatus, Position, get_instrument, ns_to_iso
+from forexd.errors import BrokerError
+from forexd.feeds.base import Feed
+from forexd.storage.db import StorageWriter, now_ns, open_sync
+from forexd.strategies.base import Strategy
+
+INBOX_BARS = 1024
+LATENCY_SAMPLES = 10_000
+
+SQL_CANDLE = (
+    "INSERT OR IGNORE INTO candles (symbol, timeframe, ts, open, high, low, close, volume) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_PROGRESS = (
+    "INSERT INTO actor_progress (symbol, last_bar_ts, bars_seen) VALUES (?, ?, ?) "
+    "ON CONFLICT(symbol) DO UPDATE SET last_bar_ts = excluded.last_bar_ts, "
+    "bars_seen = excluded.bars_seen"
+)
+SQL_ORDER = (
+    "INSERT INTO orders (client_id, symbol, units, bar_ts, created_ns, status, reason, "
+    "updated_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_ORDER_STATUS = "UPDATE orders SET status = ?, error = ?, updated_ns = ? WHERE client_id = ?"
+SQL_FILL = (
+    "INSERT OR IGNORE INTO fills (fill_id, client_id, symbol, units, price, commission, ts, "
+    "realized_pnl, recorded_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_POSITION = (
+    "INSERT INTO positions (symbol, units, avg_price, realized_pnl, commission, updated_ns) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET units = excluded.units, "
+    "avg_price = excluded.avg_price, realized_pnl = excluded.realized_pnl, "
+    "commission = excluded.commission, updated_ns = excluded.updated_ns"
+)
+SQL_EQUITY = (
+    "INSERT INTO equity (ts, balance, equity, unrealized, recorded_ns) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStats:
+    """What ``ctl status`` shows for one symbol."""
+
+    symbol: str
+    state: str
+    last_bar_time: str | None
+    bars_seen: int
+    position_units: int
+    pending_units: int
+    realized_pnl: float
+    unrealized_pnl: float
+    orders_sent: int
+    orders_rejected: int
+    denials: int
+    restarts: int
+    last_error: str | None
+    bar_to_order_ms: dict[str, float]
+
+
+@dataclass(slots=True)
+class ActorDeps:
+    """What an actor needs from the daemon (shared, not owned)."""
+
+    writer: StorageWriter
+    broker: Broker
+    feed: Feed
+    db_path: Any
+    timeframe: str
+    store_candles: bool
+    equity_every_bars: int
+    gate: OrderGate | None = None
+
+
+class SymbolActor:
+    """Trades one symbol; see the module note."""
+
+    def __init__(self, symbol: str, strategy: Strategy, deps: ActorDeps, log: Any) -> None:
+        self.symbol = symbol
+        self.instrument = get_instrument(symbol)
+        self.strategy = strategy
+        self.deps = deps
+        self.log = log.bind(component="actor", symbol=symbol)
+        self.state = "starting"
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.orders_sent = 0
+        self.orders_rejected = 0
+        self.accepting_orders = True
+        self.core = SymbolCore(self.instrument, strategy, deps.gate)
+        self.position = Position(symbol)
+        self.last_bar: Bar | None = None
+        self._known_orders: set[str] = set()
+        self._latency_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
+        self.done = anyio.Event()
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def _restore(self) -> int | None:
+        """Rebuild position, known orders and history from the store; return last bar ts."""
+        conn = open_sync(self.deps.db_path)
+        try:
+            self.core = SymbolCore(self.instrument, self.strategy, self.deps.gate)
+            self.position = Position(self.symbol)
+            for row in conn.execute(
+                "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
+                "WHERE symbol = ? ORDER BY ts, rowid",
+                (self.symbol,),
+            ):
+                self.position.apply(
+                    Fill(row[0], row[1], row[2], int(row[3]), row[4], row[5], int(row[6])),
+                    self.instrument,
+                )
+            self.core.position_units = self.position.units
+            self._known_orders = set()
+            for cid, units, status in conn.execute(
+                "SELECT client_id, units, status FROM orders WHERE symbol = ?", (self.symbol,)
+            ):
+                self._known_orders.add(cid)
+                if status in (OrderStatus.PENDING.value, OrderStatus.SUBMITTED.value):
+                    self.core.pending_units += int(units)
+            row = conn.execute(
+                "SELECT last_bar_ts, bars_seen FROM actor_progress WHERE symbol = ?",
+                (self.symbol,),
+            ).fetchone()
+            if row is None:
+                return None
+            last_ts, self.core.bars_seen = int(row[0]), int(row[1])
+            warm = conn.execute(
+                "SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = ? "
+                "AND timeframe = ? AND ts <= ? ORDER BY ts DESC LIMIT ?",
+                (self.symbol, self.deps.timeframe, last_ts, self.core.history.capacity),
+            ).fetchall()
+            for ts, o, h, lo, c, v in reversed(warm):
+                bar = Bar(self.symbol, int(ts), o, h, lo, c, v)
+                self.core.warm(bar)
+                self.last_bar = bar
+            return last_ts
+        finally:
+            conn.close()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """One life: restore, report ready, trade until the feed ends or cancellation."""
+        after_ts = self._restore()
+        send, recv = anyio.create_memory_object_stream[Bar](INBOX_BARS)
+        self.state = "running" if not self.core.paused else "paused"
+        self.log.info(
+            "actor_started",
+            resume_after=ns_to_iso(after_ts) if after_ts else None,
+            position_units=self.position.units,
+            restarts=self.restarts,
+        )
+        task_status.started()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pump, send, after_ts)
+            await self._consume(recv)
+        self._write_progress()
+        self.state = "finished"
+        self.log.info("feed_exhausted", bars_seen=self.core.bars_seen)
+        self.done.set()
+
+    async def _pump(self, send: MemoryObjectSendStream[Bar], after_ts: int | None) -> None:
+        async with send:
+            async for bar in self.deps.feed.bars(self.symbol, after_ts):
+                await send.send(bar)
+
+    async def _consume(self, recv: MemoryObjectReceiveStream[Bar]) -> None:
+        async with recv:
+            async for bar in recv:
+                await self.on_bar(bar)
+
+    # -- per bar ----------------------------------------------------------------------
+
+    async def on_bar(self, bar: Bar) -> None:
+        """Handle one bar: fills, decision, write-ahead order, send."""
+        t0 = time.perf_counter_ns()
+        deps = self.deps
+        fills = await deps.broker.on_bar(bar)
+        for fill in fills:
+            self._record_fill(fill)
+        self.position.last_price = bar.close
+        self.last_bar = bar
+        order = self.core.on_bar(bar)
+        if order is not None and self.accepting_orders:
+            await self._send_order(order)
+            self._latency_ns.append(time.perf_counter_ns() - t0)
+        elif order is not None:
+            self.core.on_reject(order)
+        if deps.store_candles:
+            deps.writer.submit(
+                SQL_CANDLE,
+                (
+                    self.symbol,
+                    deps.timeframe,
+                    bar.ts,
+                    bar.open,
+                    bar.high,
+                    bar.low,
+                    bar.close,
+                    bar.volume,
+                ),
+            )
+        deps.writer.submit(SQL_PROGRESS, (self.symbol, bar.ts, self.core.bars_seen))
+        if fills or self.core.bars_seen % deps.equity_every_bars == 0:
+            await self._snapshot_equity(bar.ts)
+
+    async def _send_order(self, order: Order) -> None:
+        if order.client_id in self._known_orders:
+            # The same decision replayed after a crash: it was already written (and maybe
+            # sent); reconciliation owns it. Never send a client id twice.
+            self.core.on_reject(order)
+            return
+        now = now_ns()
+        await self.deps.writer.execute(
+            SQL_ORDER,
+            (
+                order.client_id,
+                order.symbol,
+                order.units,
+                order.bar_ts,
+                order.created_ns,
+                OrderStatus.PENDING.value,
+                order.reason,
+                now,
+            ),
+        )
+        self._known_orders.add(order.client_id)
+        try:
+            fills = await self.deps.broker.submit(order)
+        except BrokerError as exc:
+            self.orders_rejected += 1
+            self.core.on_reject(order)
+            self.deps.writer.submit(
+                SQL_ORDER_STATUS, (OrderStatus.REJECTED.value, str(exc), now_ns(), order.client_id)
+            )
+            self.log.warning("order_rejected", client_id=order.client_id, error=str(exc))
+            return
+        self.orders_sent += 1
+        self.deps.writer.submit(
+            SQL_ORDER_STATUS, (OrderStatus.SUBMITTED.value, None, now_ns(), order.client_id)
+        )
+        self.log.info(
+            "order_sent",
+            client_id=order.client_id,
+            units=order.units,
+            bar_time=ns_to_iso(order.bar_ts),
+        )
+        for fill in fills:
+            self._record_fill(fill)
+
+    def _record_fill(self, fill: Fill) -> None:
+        realized = self.position.apply(fill, self.instrument)
+        self.core.on_fill(fill)
+        w = self.deps.writer
+        now = now_ns()
+        w.submit(
+            SQL_FILL,
+            (
+                fill.fill_id,
+                fill.client_id,
+                fill.symbol,
+                fill.units,
+                fill.price,
+                fill.commission,
+                fill.ts,
+                realized,
+                now,
+            ),
+        )
+        w.submit(SQL_ORDER_STATUS, (OrderStatus.FILLED.value, None, now, fill.client_id))
+        p = self.position
+        w.submit(SQL_POSITION, (p.symbol, p.units, p.avg_price, p.realized_pnl, p.commission, now))
+        self.log.info(
+            "order_filled",
+            client_id=fill.client_id,
+            units=fill.units,
+            price=fill.price,
+            position_units=p.units,
+            realized_pnl=round(realized, 2),
+        )
+
+    async def _snapshot_equity(self, ts: int) -> None:
+        acct = await self.deps.broker.account()
+        self.deps.writer.submit(
+            SQL_EQUITY, (ts, acct.balance, acct.equity, acct.unrealized_pnl, now_ns())
+        )
+
+    def _write_progress(self) -> None:
+        if self.last_bar is not None:
+            self.deps.writer.submit(
+                SQL_PROGRESS, (self.symbol, self.last_bar.ts, self.core.bars_seen)
+            )
+
+    # -- observation ------------------------------------------------------------------
+
+    def stats(self) -> ActorStats:
+        """Snapshot for ``ctl status``."""
+        unrealized = (
+            self.position.unrealized(self.last_bar.close, self.instrument) if self.last_bar else 0.0
+        )
+        lat: dict[str, float] = {}
+        if self._latency_ns:
+            arr = np.fromiter(self._latency_ns, dtype=np.float64) / 1e6
+            p50, p99 = np.percentile(arr, [50, 99])
+            lat = {
+                "p50": round(float(p50), 4),
+                "p99": round(float(p99), 4),
+                "max": round(float(arr.max()), 4),
+                "samples": float(len(arr)),
+            }
+        return ActorStats(
+            symbol=self.symbol,
+            state=self.state,
+            last_bar_time=ns_to_iso(self.last_bar.ts) if self.last_bar else None,
+            bars_seen=self.core.bars_seen,
+            position_units=self.position.units,
+            pending_units=self.core.pending_units,
+            realized_pnl=round(self.position.realized_pnl - self.position.commission, 2),
+            unrealized_pnl=round(unrealized, 2),
+            orders_sent=self.orders_sent,
+            orders_rejected=self.orders_rejected,
+            denials=self.core.denials,
+            restarts=self.restarts,
+            last_error=self.last_error,
+            bar_to_order_ms=lat,
+        )

@@ -1,0 +1,145 @@
+"""The paper broker: a :class:`~forexd.brokers.ledger.Ledger` whose book lives in SQLite.
+
+It behaves like a remote broker that happens to share the database file: it keeps its own
+tables (``paper_orders``, ``paper_fills``, ``paper_account``) and writes an accepted order
+and every fill durably before it reports them. After a crash the daemon can therefore ask
+it, exactly as it would ask OANDA, what happened to an order whose outcome it did not see.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from forexd.brokers.base import AccountSnapshot, BrokerOrderState
+from forexd.brokers.ledger import CostModel, Ledger
+from forexd.domain import Bar, Fill, Order, OrderStatus
+from forexd.storage.db import StorageWriter, now_ns, open_sync
+
+
+class PaperBroker:
+    """Simulated fills on replayed or live prices, persisted across restarts."""
+
+    name = "paper"
+
+    def __init__(self, writer: StorageWriter, ledger: Ledger) -> None:
+        self._writer = writer
+        self.ledger = ledger
+        self._known: dict[str, Order] = {}
+        self._fills_by_order: dict[str, list[Fill]] = {}
+
+    @classmethod
+    def restore(
+        cls, db_path: Path, writer: StorageWriter, initial_balance: float, costs: CostModel
+    ) -> PaperBroker:
+        """Rebuild the book from the database (an empty one starts a new account).
+
+        The initial balance is fixed when the account is created; a later config change
+        does not rewrite history (the stored value wins and is reported).
+        """
+        conn = open_sync(db_path)
+        try:
+            row = conn.execute("SELECT initial_balance FROM paper_account").fetchone()
+            if row is None:
+                with conn:
+                    conn.execute(
+                        "INSERT INTO paper_account (id, initial_balance, created_ns) "
+                        "VALUES (1, ?, ?)",
+                        (initial_balance, now_ns()),
+                    )
+                balance = initial_balance
+            else:
+                balance = float(row[0])
+            broker = cls(writer, Ledger(balance, costs))
+            broker._load(conn)
+        finally:
+            conn.close()
+        return broker
+
+    def _load(self, conn: sqlite3.Connection) -> None:
+        for cid, sym, units, bar_ts, status, submitted in conn.execute(
+            "SELECT client_id, symbol, units, bar_ts, status, submitted_ns FROM paper_orders"
+        ):
+            order = Order(cid, sym, int(units), int(bar_ts), int(submitted))
+            self._known[cid] = order
+            if status == OrderStatus.SUBMITTED.value:
+                self.ledger.submit(order)
+        for fid, cid, sym, units, price, commission, ts in conn.execute(
+            "SELECT fill_id, client_id, symbol, units, price, commission, ts "
+            "FROM paper_fills ORDER BY rowid"
+        ):
+            fill = Fill(fid, cid, sym, int(units), float(price), float(commission), int(ts))
+            self.ledger.apply(fill)
+            self._fills_by_order.setdefault(cid, []).append(fill)
+        for sym, close in conn.execute(
+            "SELECT c.symbol, c.close FROM candles c JOIN (SELECT symbol, MAX(ts) AS ts "
+            "FROM candles GROUP BY symbol) m ON c.symbol = m.symbol AND c.ts = m.ts"
+        ):
+            self.ledger.last_price[sym] = float(close)
+
+    async def submit(self, order: Order) -> list[Fill]:
+        """Accept a market order; it fills at the next bar's open of its symbol."""
+        if order.client_id in self._known:
+            return []  # idempotent: the same client id is never booked twice
+        await self._writer.execute(
+            "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                order.client_id,
+                order.symbol,
+                order.units,
+                order.bar_ts,
+                OrderStatus.SUBMITTED.value,
+                now_ns(),
+            ),
+        )
+        self._known[order.client_id] = order
+        self.ledger.submit(order)
+        return []
+
+    async def on_bar(self, bar: Bar) -> list[Fill]:
+        """Fill pending orders of ``bar.symbol`` and persist the fills before returning."""
+        fills = self.ledger.on_bar(bar)
+        if fills:
+            for fill in fills:
+                self._fills_by_order.setdefault(fill.client_id, []).append(fill)
+                self._writer.submit(
+                    "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, "
+                    "commission, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        fill.fill_id,
+                        fill.client_id,
+                        fill.symbol,
+                        fill.units,
+                        fill.price,
+                        fill.commission,
+                        fill.ts,
+                    ),
+                )
+                self._writer.submit(
+                    "UPDATE paper_orders SET status = ? WHERE client_id = ?",
+                    (OrderStatus.FILLED.value, fill.client_id),
+                )
+            await self._writer.flush()
+        return fills
+
+    async def lookup_order(self, client_id: str) -> BrokerOrderState | None:
+        """What the paper book knows about ``client_id``."""
+        if client_id not in self._known:
+            return None
+        fills = tuple(self._fills_by_order.get(client_id, ()))
+        status = OrderStatus.FILLED if fills else OrderStatus.SUBMITTED
+        return BrokerOrderState(client_id, status, fills)
+
+    async def positions(self) -> dict[str, int]:
+        """Net units per symbol (non-zero only)."""
+        return {s: p.units for s, p in self.ledger.positions.items() if p.units}
+
+    async def account(self) -> AccountSnapshot:
+        """Balance and equity at the last seen prices."""
+        unrealized = self.ledger.unrealized()
+        return AccountSnapshot(
+            balance=self.ledger.balance,
+            equity=self.ledger.balance + unrealized,
+            unrealized_pnl=unrealized,
+        )

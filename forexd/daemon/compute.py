@@ -1,0 +1,89 @@
+"""The compute pool: where heavy synchronous work runs without touching the event loop.
+
+Callers take the *symbol semaphore* (``max_concurrent_symbols``: how many symbols may be
+in the heavy phase at once) and then a token of the *capacity limiter* (``train_workers``)
+that bounds ``anyio.to_thread.run_sync``. BLAS/OpenMP thread caps are process-wide and set
+once at start-up (``resources.apply_thread_caps``), so workers × BLAS threads stays within
+the budget without toggling caps per call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """Snapshot of the pool for ``ctl status``."""
+
+    train_workers: int
+    max_concurrent_symbols: int
+    running: int
+    waiting_symbols: int
+    completed: int
+    timed_out: int
+    failed: int
+
+
+class JobTimeoutError(TimeoutError):
+    """A heavy job ran past its explicit timeout and was abandoned."""
+
+
+class ComputePool:
+    """Bounded executor for heavy jobs (features, training, evaluation)."""
+
+    def __init__(self, train_workers: int, max_concurrent_symbols: int) -> None:
+        self.limiter = anyio.CapacityLimiter(train_workers)
+        self.symbols = anyio.Semaphore(max_concurrent_symbols)
+        self._max_symbols = max_concurrent_symbols
+        self.completed = 0
+        self.timed_out = 0
+        self.failed = 0
+        self.last_duration_s = 0.0
+
+    async def run(self, fn: Callable[[], T], *, timeout_s: float) -> T:
+        """Run ``fn`` in a worker thread within the budget, with an explicit timeout.
+
+        A timed-out job's thread cannot be killed (Python threads are not cancellable);
+        it is abandoned, its result discarded, and its worker token freed only when it
+        returns. The caller gets :class:`JobTimeoutError` at once.
+
+        Raises:
+            JobTimeoutError: the job did not finish within ``timeout_s``.
+        """
+        async with self.symbols:
+            start = time.perf_counter()
+            try:
+                with anyio.fail_after(timeout_s):
+                    result = await anyio.to_thread.run_sync(
+                        fn, limiter=self.limiter, abandon_on_cancel=True
+                    )
+            except TimeoutError:
+                self.timed_out += 1
+                raise JobTimeoutError(f"job exceeded its timeout of {timeout_s} s") from None
+            except Exception:
+                self.failed += 1
+                raise
+            self.completed += 1
+            self.last_duration_s = time.perf_counter() - start
+            return result
+
+    def stats(self) -> PoolStats:
+        """Current occupancy and counters."""
+        sem = self.symbols.statistics()
+        return PoolStats(
+            train_workers=int(self.limiter.total_tokens),
+            max_concurrent_symbols=self._max_symbols,
+            running=int(self.limiter.borrowed_tokens),
+            waiting_symbols=sem.tasks_waiting,
+            completed=self.completed,
+            timed_out=self.timed_out,
+            failed=self.failed,
+        )

@@ -1,0 +1,277 @@
+"""The control channel: newline-delimited JSON over a Unix socket (or loopback TCP).
+
+Request:  ``{"v": 1, "id": 7, "cmd": "status", "args": {}}`` (+ ``"token"`` over TCP)
+Response: ``{"v": 1, "id": 7, "ok": true, "result": {...}}`` or
+          ``{"v": 1, "id": 7, "ok": false, "error": {"code": "...", "message": "..."}}``
+
+A connection may send several requests. Garbage, oversized or slow requests get an error
+response (or the connection is closed) and never reach a handler; the daemon carries on.
+The socket is created with mode 0600 (umask set before bind, so there is no window where
+it is wider) and, on Linux, the peer's uid is checked with SO_PEERCRED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+import secrets
+import socket
+import struct
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, Listener, TaskStatus
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from forexd.daemon.logsetup import get_logger
+from forexd.daemon.paths import DaemonPaths
+from forexd.errors import ControlError, DaemonNotRunningError
+
+PROTOCOL_VERSION = 1
+MAX_REQUEST_BYTES = 64 * 1024
+REQUEST_TIMEOUT_S = 5.0  # a client has this long to send a whole line
+CLIENT_TIMEOUT_S = 10.0
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class RequestError(Exception):
+    """A request the daemon will not carry out; ``code`` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _error(req_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {
+        "v": PROTOCOL_VERSION,
+        "id": req_id,
+        "ok": False,
+        "error": {"code": code, "message": message},
+    }
+
+
+class ControlServer:
+    """Serves control requests with handlers registered by the supervisor."""
+
+    def __init__(
+        self,
+        paths: DaemonPaths,
+        transport: str = "auto",
+        tcp_host: str = "127.0.0.1",
+        tcp_port: int = 0,
+    ) -> None:
+        self.paths = paths
+        self.handlers: dict[str, Handler] = {}
+        self.transport = transport
+        if transport == "auto":
+            self.transport = (
+                "unix" if hasattr(socket, "AF_UNIX") and sys.platform != "win32" else "tcp"
+            )
+        self.tcp_host = tcp_host
+        self.tcp_port = tcp_port
+        self.requests = 0
+        self.bad_requests = 0
+        self._token = ""
+        self._log = get_logger("control")
+
+    def register(self, cmd: str, handler: Handler) -> None:
+        """Route ``cmd`` to ``handler(args) -> result``."""
+        self.handlers[cmd] = handler
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; remove the socket/endpoint files on the way out."""
+        listener = await self._listen()
+        try:
+            task_status.started()
+            async with listener:
+                await listener.serve(self._handle_connection)
+        finally:
+            for path in (self.paths.socket, self.paths.tcp_endpoint, self.paths.token):
+                path.unlink(missing_ok=True)
+
+    async def _listen(self) -> Listener[Any]:
+        self.paths.runtime_dir.mkdir(parents=True, exist_ok=True)
+        if self.transport == "unix":
+            self.paths.socket.unlink(missing_ok=True)  # we hold the pid lock: it is stale
+            old = os.umask(0o177)
+            try:
+                unix_listener = await anyio.create_unix_listener(self.paths.socket)
+            finally:
+                os.umask(old)
+            self.paths.socket.chmod(0o600)
+            return unix_listener
+        if self.tcp_host not in ("127.0.0.1", "::1", "localhost"):
+            self._log.warning("control_listening_non_loopback", host=self.tcp_host)
+        listener = await anyio.create_tcp_listener(
+            local_host=self.tcp_host, local_port=self.tcp_port
+        )
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        self._token = secrets.token_urlsafe(32)
+        _write_private(self.paths.token, self._token)
+        _write_private(self.paths.tcp_endpoint, f"{self.tcp_host} {port}\n")
+        return listener
+
+    def _peer_allowed(self, stream: ByteStream) -> bool:
+        if self.transport != "unix" or not hasattr(socket, "SO_PEERCRED"):
+            return True
+        try:
+            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            creds = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _pid, uid, _gid = struct.unpack("3i", creds)
+        except (OSError, anyio.TypedAttributeLookupError):
+            return False
+        return uid in (os.getuid(), 0)
+
+    async def _handle_connection(self, stream: ByteStream) -> None:
+        async with stream:
+            if not self._peer_allowed(stream):
+                await self._send(stream, _error(None, "forbidden", "peer uid not allowed"))
+                return
+            buffered = BufferedByteReceiveStream(stream)
+            while True:
+                try:
+                    with anyio.fail_after(REQUEST_TIMEOUT_S):
+                        line = await buffered.receive_until(b"\n", MAX_REQUEST_BYTES)
+                except (
+                    anyio.EndOfStream,
+                    anyio.IncompleteRead,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                ):
+                    return
+                except anyio.DelimiterNotFound:
+                    self.bad_requests += 1
+                    await self._send(
+                        stream,
+                        _error(None, "too_large", f"request exceeds {MAX_REQUEST_BYTES} bytes"),
+                    )
+                    return
+                except TimeoutError:
+                    self.bad_requests += 1
+                    await self._send(
+                        stream,
+                        _error(
+                            None, "timeout", f"no complete request within {REQUEST_TIMEOUT_S} s"
+                        ),
+                    )
+                    return
+                await self._send(stream, await self._dispatch(line))
+
+    async def _send(self, stream: ByteStream, response: dict[str, Any]) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await stream.send(json.dumps(response, default=str).encode() + b"\n")
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+        self.requests += 1
+        try:
+            req = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            self.bad_requests += 1
+            return _error(None, "bad_json", "request is not a JSON object on one line")
+        if not isinstance(req, dict):
+            self.bad_requests += 1
+            return _error(None, "bad_request", "request must be a JSON object")
+        req_id = req.get("id")
+        if req.get("v") != PROTOCOL_VERSION:
+            self.bad_requests += 1
+            return _error(
+                req_id,
+                "bad_version",
+                f"protocol version {req.get('v')!r} unsupported; use {PROTOCOL_VERSION}",
+            )
+        if self.transport == "tcp" and not hmac.compare_digest(
+            str(req.get("token", "")), self._token
+        ):
+            self.bad_requests += 1
+            return _error(req_id, "forbidden", "missing or wrong token")
+        cmd, args = req.get("cmd"), req.get("args", {})
+        handler = self.handlers.get(cmd) if isinstance(cmd, str) else None
+        if handler is None:
+            self.bad_requests += 1
+            known = ", ".join(sorted(self.handlers))
+            return _error(req_id, "unknown_command", f"unknown command {cmd!r}; known: {known}")
+        if not isinstance(args, dict):
+            self.bad_requests += 1
+            return _error(req_id, "bad_request", "args must be a JSON object")
+        try:
+            result = await handler(args)
+        except RequestError as exc:
+            return _error(req_id, exc.code, exc.message)
+        except Exception as exc:  # a handler bug must not take the daemon down
+            self._log.exception("control_handler_failed", cmd=cmd)
+            return _error(req_id, "internal", f"{type(exc).__name__}: {exc}")
+        return {"v": PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result}
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def request(
+    paths: DaemonPaths,
+    cmd: str,
+    args: dict[str, Any] | None = None,
+    timeout_s: float = CLIENT_TIMEOUT_S,
+) -> Any:
+    """Send one request to the daemon and return its result (synchronous client).
+
+    Raises:
+        DaemonNotRunningError: nothing is listening for this data directory.
+        ControlError: the daemon answered with an error.
+    """
+    payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": 1, "cmd": cmd, "args": args or {}}
+    sock = _connect(paths, payload, timeout_s)
+    with sock:
+        sock.sendall(json.dumps(payload).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                raise ControlError(f"daemon did not answer {cmd!r} within {timeout_s} s") from None
+            if not chunk:
+                break
+            data += chunk
+    try:
+        resp = json.loads(data)
+    except ValueError:
+        raise ControlError(f"daemon sent an unreadable answer to {cmd!r}") from None
+    if not resp.get("ok"):
+        err = resp.get("error", {})
+        raise ControlError(f"{cmd}: {err.get('message', 'failed')} ({err.get('code', '?')})")
+    return resp.get("result")
+
+
+def _connect(paths: DaemonPaths, payload: dict[str, Any], timeout_s: float) -> socket.socket:
+    where = paths.tcp_endpoint if paths.tcp_endpoint.exists() else paths.socket
+    not_running = DaemonNotRunningError(
+        f"no forexd is running for data directory {paths.data_dir} (looked for {where}); "
+        "start it with `forexd run`, or pass the --data-dir / --config it was started with"
+    )
+    if paths.tcp_endpoint.exists():
+        try:
+            host, port = paths.tcp_endpoint.read_text().split()
+            payload["token"] = paths.token.read_text().strip()
+            return socket.create_connection((host, int(port)), timeout=timeout_s)
+        except (OSError, ValueError):
+            raise not_running from None
+    if not hasattr(socket, "AF_UNIX") or not paths.socket.exists():
+        raise not_running
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    try:
+        sock.connect(str(paths.socket))
+    except OSError:
+        sock.close()
+        raise not_running from None
+    return sock

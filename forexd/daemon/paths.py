@@ -1,0 +1,90 @@
+"""Where the daemon keeps its files, resolved the same way by ``run`` and ``ctl``.
+
+Data dir: ``--data-dir`` > ``FOREXD_DATA_DIR`` / config ``data_dir`` > the platform default
+(XDG ``$XDG_DATA_HOME/forexd`` on Linux, via platformdirs). Runtime dir (socket, pid file):
+``--runtime-dir``/``FOREXD_RUNTIME_DIR``/config ``runtime_dir`` > ``<data dir>/run``.
+Keeping the runtime dir under the data dir by default means one option finds everything.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from forexd.config import Settings
+from forexd.errors import ConfigError
+
+UNIX_SOCKET_PATH_MAX = 104  # macOS limit (Linux allows 108); be conservative
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonPaths:
+    """Every path the daemon reads or writes."""
+
+    data_dir: Path
+    runtime_dir: Path
+
+    @property
+    def db(self) -> Path:
+        """The SQLite store."""
+        return self.data_dir / "forexd.db"
+
+    @property
+    def risk_state(self) -> Path:
+        """The locked risk state file."""
+        return self.data_dir / "risk_state.json"
+
+    @property
+    def models(self) -> Path:
+        """Model artifacts."""
+        return self.data_dir / "models"
+
+    @property
+    def reports(self) -> Path:
+        """Backtest reports."""
+        return self.data_dir / "reports"
+
+    @property
+    def socket(self) -> Path:
+        """The control socket (Unix)."""
+        return self.runtime_dir / "ctl.sock"
+
+    @property
+    def tcp_endpoint(self) -> Path:
+        """Where the TCP control transport writes ``host port`` (platforms without AF_UNIX)."""
+        return self.runtime_dir / "ctl.endpoint"
+
+    @property
+    def token(self) -> Path:
+        """The TCP control transport's token file."""
+        return self.runtime_dir / "ctl.token"
+
+    @property
+    def pidfile(self) -> Path:
+        """The pid file, exclusively locked while a daemon runs."""
+        return self.runtime_dir / "forexd.pid"
+
+
+def default_data_dir() -> Path:
+    """The platform's per-user data directory for forexd."""
+    return Path(platformdirs.user_data_dir("forexd", appauthor=False))
+
+
+def resolve_paths(settings: Settings) -> DaemonPaths:
+    """Resolve the data and runtime directories (not created here).
+
+    Raises:
+        ConfigError: the socket path would be too long for a Unix socket.
+    """
+    data_dir = (settings.data_dir or default_data_dir()).expanduser().absolute()
+    runtime_dir = (settings.runtime_dir or data_dir / "run").expanduser().absolute()
+    paths = DaemonPaths(data_dir, runtime_dir)
+    if sys.platform != "win32" and len(str(paths.socket).encode()) >= UNIX_SOCKET_PATH_MAX:
+        raise ConfigError(
+            f"control socket path {paths.socket} is longer than {UNIX_SOCKET_PATH_MAX - 1} "
+            "bytes; set a shorter runtime_dir (FOREXD_RUNTIME_DIR or --runtime-dir)"
+        )
+    return paths

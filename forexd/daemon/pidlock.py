@@ -1,0 +1,59 @@
+"""One daemon per data directory: an exclusive, non-blocking lock on the pid file.
+
+portalocker gives the same semantics on POSIX (flock) and Windows (LockFileEx). The lock
+belongs to the open file, so it disappears with the process, even after ``kill -9``: a
+stale pid file never blocks a restart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO
+
+import portalocker
+
+from forexd.errors import AlreadyRunningError
+
+
+class PidLock:
+    """Holds ``forexd.pid`` locked for the life of the daemon."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Lock the pid file and write our pid.
+
+        Raises:
+            AlreadyRunningError: another process holds the lock.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.path.open("a+", encoding="ascii")
+        try:
+            portalocker.lock(fh, portalocker.LOCK_EX | portalocker.LOCK_NB)
+        except portalocker.exceptions.LockException:
+            fh.seek(0)
+            other = fh.read().strip() or "unknown"
+            fh.close()
+            raise AlreadyRunningError(
+                f"another forexd (pid {other}) is already running on this data directory "
+                f"(lock {self.path}); stop it with `forexd ctl stop` or use another --data-dir"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        """Unlock and remove the pid file."""
+        if self._fh is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            portalocker.unlock(self._fh)
+            self._fh.close()
+            self._fh = None

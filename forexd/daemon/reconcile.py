@@ -1,0 +1,135 @@
+"""Start-up reconciliation: make the database agree with the broker before any trading.
+
+Orders are written before they are sent, so after a crash the database may hold orders
+whose outcome it never saw. Each one is looked up at the broker by its client id: orders
+the broker never received are marked ``cancelled``; fills the broker reports but the
+database lacks are recorded. Finally the net positions are compared. Every repair is
+logged and stored in the ``events`` table. Nothing is ever re-sent from here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forexd.actors.symbol import SQL_FILL, SQL_ORDER_STATUS, SQL_POSITION
+from forexd.brokers.base import Broker
+from forexd.domain import Fill, OrderStatus, Position, get_instrument
+from forexd.storage.db import StorageWriter, now_ns, open_sync
+
+SQL_EVENT = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, ?, ?)"
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What reconciliation found and repaired."""
+
+    orders_checked: int = 0
+    orders_cancelled: list[str] = field(default_factory=list)
+    fills_recovered: list[str] = field(default_factory=list)
+    position_mismatches: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "orders_checked": self.orders_checked,
+            "orders_cancelled": self.orders_cancelled,
+            "fills_recovered": self.fills_recovered,
+            "position_mismatches": {k: list(v) for k, v in self.position_mismatches.items()},
+        }
+
+
+async def reconcile(
+    db_path: Path, broker: Broker, writer: StorageWriter, log: Any
+) -> ReconcileReport:
+    """Bring the database in line with the broker; see the module note."""
+    report = ReconcileReport()
+    conn = open_sync(db_path)
+    try:
+        open_orders = conn.execute(
+            "SELECT client_id, symbol FROM orders WHERE status IN (?, ?) ORDER BY created_ns",
+            (OrderStatus.PENDING.value, OrderStatus.SUBMITTED.value),
+        ).fetchall()
+        known_fills = {r[0] for r in conn.execute("SELECT fill_id FROM fills")}
+        positions: dict[str, Position] = {}
+        for fid, cid, sym, units, price, comm, ts in conn.execute(
+            "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
+            "ORDER BY ts, rowid"
+        ):
+            pos = positions.setdefault(sym, Position(sym))
+            pos.apply(Fill(fid, cid, sym, int(units), price, comm, int(ts)), get_instrument(sym))
+    finally:
+        conn.close()
+
+    for client_id, symbol in open_orders:
+        report.orders_checked += 1
+        state = await broker.lookup_order(client_id)
+        now = now_ns()
+        if state is None:
+            report.orders_cancelled.append(client_id)
+            writer.submit(
+                SQL_ORDER_STATUS,
+                (OrderStatus.CANCELLED.value, "never reached the broker", now, client_id),
+            )
+            writer.submit(
+                SQL_EVENT,
+                (now, "order_not_at_broker", symbol, json.dumps({"client_id": client_id})),
+            )
+            log.warning("reconcile_order_cancelled", client_id=client_id, symbol=symbol)
+            continue
+        for fill in state.fills:
+            if fill.fill_id in known_fills:
+                continue
+            pos = positions.setdefault(fill.symbol, Position(fill.symbol))
+            realized = pos.apply(fill, get_instrument(fill.symbol))
+            known_fills.add(fill.fill_id)
+            report.fills_recovered.append(fill.fill_id)
+            writer.submit(
+                SQL_FILL,
+                (
+                    fill.fill_id,
+                    fill.client_id,
+                    fill.symbol,
+                    fill.units,
+                    fill.price,
+                    fill.commission,
+                    fill.ts,
+                    realized,
+                    now,
+                ),
+            )
+            writer.submit(
+                SQL_POSITION,
+                (pos.symbol, pos.units, pos.avg_price, pos.realized_pnl, pos.commission, now),
+            )
+            writer.submit(
+                SQL_EVENT,
+                (
+                    now,
+                    "fill_recovered",
+                    fill.symbol,
+                    json.dumps({"client_id": client_id, "fill_id": fill.fill_id}),
+                ),
+            )
+            log.warning("reconcile_fill_recovered", client_id=client_id, fill_id=fill.fill_id)
+        status = OrderStatus.FILLED if state.fills else OrderStatus.SUBMITTED
+        writer.submit(SQL_ORDER_STATUS, (status.value, None, now, client_id))
+
+    at_broker = await broker.positions()
+    for symbol in sorted(set(at_broker) | {s for s, p in positions.items() if p.units}):
+        ours = positions[symbol].units if symbol in positions else 0
+        theirs = at_broker.get(symbol, 0)
+        if ours != theirs:
+            report.position_mismatches[symbol] = (ours, theirs)
+            writer.submit(
+                SQL_EVENT,
+                (now_ns(), "position_mismatch", symbol, json.dumps({"db": ours, "broker": theirs})),
+            )
+            log.error(
+                "reconcile_position_mismatch", symbol=symbol, db_units=ours, broker_units=theirs
+            )
+    await writer.flush()
+    log.info("reconciled", **report.to_dict())
+    return report

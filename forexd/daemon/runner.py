@@ -1,0 +1,27 @@
+"""Process entry for the daemon: pick the event loop and run the supervisor.
+
+uvloop is used where it is installed (it is not on Windows); anyio's asyncio backend
+gives TaskGroup semantics on every supported Python, 3.10 included.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import anyio
+
+from forexd.config import Settings
+from forexd.daemon.paths import DaemonPaths
+from forexd.daemon.supervisor import Daemon
+
+
+def event_loop_options() -> dict[str, Any]:
+    """anyio backend options: uvloop when available."""
+    return {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
+
+
+def run_daemon(settings: Settings, paths: DaemonPaths, *, exit_when_done: bool = False) -> None:
+    """Run a daemon in this process until it stops (blocking)."""
+    daemon = Daemon(settings, paths, exit_when_done=exit_when_done)
+    anyio.run(daemon.run, backend="asyncio", backend_options=event_loop_options())

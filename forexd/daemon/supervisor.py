@@ -1,0 +1,333 @@
+"""The supervisor: start-up, the main wait, shutdown — in that order, top-down.
+
+``Daemon.run`` owns one anyio task group. Start-up takes the pid lock, fixes the compute
+budget and thread caps, starts the storage writer, restores the broker, reconciles, loads
+the replay data, starts one supervised actor per symbol (each reports ready through
+``task_group.start``), then the loop-lag monitor and the control server. The main phase
+waits for a stop request (signal, ``ctl stop``, or every feed exhausted when asked to
+exit then). Shutdown stops new orders, cancels the actors, flushes storage and removes
+the socket, within ``shutdown_timeout_s``.
+
+Signal handlers only record the signal (anyio's signal receiver); the loop acts on it.
+A second SIGINT/SIGTERM forces an immediate exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pandas as pd
+import psutil
+from anyio.abc import TaskGroup, TaskStatus
+
+from forexd import __version__
+from forexd.actors.symbol import ActorDeps, SymbolActor
+from forexd.brokers.base import Broker
+from forexd.brokers.ledger import CostModel
+from forexd.brokers.paper import PaperBroker
+from forexd.config import BUNDLED_SOURCE, STORE_SOURCE, Settings, SymbolConfig
+from forexd.daemon import resources
+from forexd.daemon.compute import ComputePool
+from forexd.daemon.control import ControlServer, RequestError
+from forexd.daemon.logsetup import get_logger
+from forexd.daemon.looplag import LoopLagMonitor
+from forexd.daemon.paths import DaemonPaths
+from forexd.daemon.pidlock import PidLock
+from forexd.daemon.reconcile import reconcile
+from forexd.errors import ConfigError, DataError
+from forexd.feeds.frames import clip_frame, read_store
+from forexd.feeds.replay import ReplayFeed
+from forexd.storage.db import StorageWriter
+from forexd.strategies import build_strategy
+
+THREAD_SAMPLE_S = 1.0
+
+
+class Daemon:
+    """One running forexd; see the module note."""
+
+    def __init__(self, settings: Settings, paths: DaemonPaths, *, exit_when_done: bool = False):
+        self.settings = settings
+        self.paths = paths
+        self.exit_when_done = exit_when_done
+        self.log = get_logger("supervisor")
+        self.state = "starting"
+        self.started_at = time.time()
+        self.ready_at: float | None = None
+        self.stop_requested = anyio.Event()
+        self.stop_reason = ""
+        self.lag = LoopLagMonitor()
+        self.actors: dict[str, SymbolActor] = {}
+        self.control = ControlServer(
+            paths, settings.control.transport, settings.control.tcp_host, settings.control.tcp_port
+        )
+        self.hardware = resources.detect_hardware()
+        self.budget = resources.budget_from_config(
+            settings.compute, self.hardware, max(1, len(settings.active_symbols))
+        )
+        self.pool = ComputePool(self.budget.train_workers, self.budget.max_concurrent_symbols)
+        self.threads = resources.ThreadWatermark()
+        self.writer = StorageWriter(paths.db)
+        self.broker: Broker | None = None
+        self._pidlock = PidLock(paths.pidfile)
+        self._process = psutil.Process()
+
+    # -- top level --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stopped; returns normally after a clean shutdown."""
+        self._pidlock.acquire()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_signals)
+                await self._startup(tg)
+                await self.stop_requested.wait()
+                await self._shutdown(tg)
+        finally:
+            self._pidlock.release()
+        self.log.info("stopped", reason=self.stop_reason)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask for a graceful shutdown (idempotent)."""
+        if not self.stop_requested.is_set():
+            self.stop_reason = reason
+            self.stop_requested.set()
+
+    # -- start-up ---------------------------------------------------------------------
+
+    async def _startup(self, tg: TaskGroup) -> None:
+        caps = resources.apply_thread_caps(self.budget.blas_threads)
+        self.log.info(
+            "starting",
+            version=__version__,
+            pid=os.getpid(),
+            data_dir=str(self.paths.data_dir),
+            budget=self.budget.to_dict(),
+            thread_caps=caps if isinstance(caps, dict) else str(caps),
+        )
+        await tg.start(self.writer.run)
+        broker = self._make_broker()
+        self.broker = broker
+        await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
+        feed = self._make_feed()
+        deps = ActorDeps(
+            writer=self.writer,
+            broker=broker,
+            feed=feed,
+            db_path=self.paths.db,
+            timeframe=self.settings.feed.timeframe,
+            store_candles=self.settings.feed.source != STORE_SOURCE,
+            equity_every_bars=self.settings.equity_snapshot_every_bars,
+        )
+        await tg.start(self.lag.run)
+        tg.start_soon(self._sample_threads)
+        self._actor_tg_scope = anyio.CancelScope()
+        await tg.start(self._run_actors, deps)
+        self._register_handlers()
+        await tg.start(self.control.serve)
+        self.state = "running"
+        self.ready_at = time.time()
+        self.log.info(
+            "ready",
+            startup_s=round(self.ready_at - self.started_at, 3),
+            symbols=list(self.actors),
+            socket=str(self.paths.socket),
+            hint=f"forexd ctl status --data-dir {self.paths.data_dir}",
+        )
+
+    def _make_broker(self) -> Broker:
+        cfg = self.settings.broker
+        if cfg.kind == "paper":
+            costs = CostModel(cfg.spread_pips, cfg.slippage_pips, cfg.commission_per_million)
+            return PaperBroker.restore(self.paths.db, self.writer, cfg.initial_balance, costs)
+        raise ConfigError(f'broker.kind = {cfg.kind!r} is not available in this build; use "paper"')
+
+    def _make_feed(self) -> ReplayFeed:
+        fcfg = self.settings.feed
+        if fcfg.kind != "replay":
+            raise ConfigError(f'feed.kind = {fcfg.kind!r} is not available; use "replay"')
+        frames = {s.symbol: self._load_frame(s) for s in self.settings.active_symbols}
+        return ReplayFeed(frames, speed=fcfg.speed, max_sleep_s=fcfg.max_sleep_s)
+
+    def _load_frame(self, sym: SymbolConfig) -> pd.DataFrame:
+        from forexd.feeds import loaders  # file parsing only when replaying files
+
+        fcfg = self.settings.feed
+        source = sym.data or fcfg.source
+        if source == STORE_SOURCE:
+            frame = read_store(self.paths.db, sym.symbol, fcfg.timeframe)
+            origin = f"the store ({self.paths.db})"
+        elif source == BUNDLED_SOURCE:
+            if sym.symbol != loaders.BUNDLED_SYMBOL:
+                raise ConfigError(
+                    f"symbols: {sym.symbol}: the bundled sample only has "
+                    f'{loaders.BUNDLED_SYMBOL}; set data = "FILE" for it or feed.source'
+                )
+            frame = loaders.load_candles(loaders.bundled_sample_path(), "oanda-lean")
+            origin = "the bundled sample"
+        else:
+            path = source.format(symbol=sym.symbol)
+            frame = loaders.load_candles(Path(path).expanduser(), fcfg.format)
+            origin = path
+        frame = clip_frame(frame, fcfg.start, fcfg.end)
+        if frame.empty:
+            raise DataError(
+                f"{sym.symbol}: no bars to replay from {origin} "
+                f"(feed.start={fcfg.start}, feed.end={fcfg.end})"
+            )
+        return frame
+
+    # -- actors -----------------------------------------------------------------------
+
+    async def _run_actors(
+        self, deps: ActorDeps, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        with self._actor_tg_scope:
+            async with anyio.create_task_group() as actors_tg:
+                for sym in self.settings.active_symbols:
+                    strategy = build_strategy(sym.strategy, sym.params, where=sym.symbol)
+                    actor = SymbolActor(sym.symbol, strategy, deps, self.log)
+                    self.actors[sym.symbol] = actor
+                    await actors_tg.start(self._supervise, actor)
+                task_status.started()
+                if self.exit_when_done:
+                    for actor in self.actors.values():
+                        await actor.done.wait()
+                    self.request_stop("all feeds exhausted")
+
+    async def _supervise(
+        self, actor: SymbolActor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run an actor; restart it with exponential backoff; park it as failed."""
+        cfg = self.settings.actors
+        crashes: deque[float] = deque()
+        backoff = cfg.restart_backoff_s
+        reported = False
+        while True:
+            try:
+                async with anyio.create_task_group() as life:
+                    await life.start(actor.run)
+                    if not reported:
+                        reported = True
+                        task_status.started()
+                return
+            except Exception as exc:
+                now = time.monotonic()
+                crashes.append(now)
+                while crashes and now - crashes[0] > cfg.crash_window_s:
+                    crashes.popleft()
+                actor.last_error = f"{type(exc).__name__}: {exc}"
+                actor.log.exception("actor_crashed", crashes_in_window=len(crashes))
+                if len(crashes) >= cfg.max_crashes:
+                    actor.state = "failed"
+                    actor.log.error(
+                        "actor_failed",
+                        max_crashes=cfg.max_crashes,
+                        window_s=cfg.crash_window_s,
+                        last_error=actor.last_error,
+                    )
+                    actor.done.set()
+                    if not reported:
+                        reported = True
+                        task_status.started()
+                    return
+                actor.state = "restarting"
+                if not reported:
+                    reported = True
+                    task_status.started()
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, cfg.restart_backoff_max_s)
+                actor.restarts += 1
+
+    # -- background -------------------------------------------------------------------
+
+    async def _watch_signals(self) -> None:
+        if sys.platform == "win32":  # pragma: no cover - Windows stops via the service
+            return
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self.stop_requested.is_set():
+                    self.log.warning("forced_exit", signal=name)
+                    os._exit(1)
+                self.log.info("signal_received", signal=name)
+                self.request_stop(name)
+
+    async def _sample_threads(self) -> None:
+        while True:
+            self.threads.sample()
+            await anyio.sleep(THREAD_SAMPLE_S)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def _shutdown(self, tg: TaskGroup) -> None:
+        self.state = "stopping"
+        self.log.info("stopping", reason=self.stop_reason)
+        with anyio.move_on_after(self.settings.shutdown_timeout_s, shield=True) as scope:
+            for actor in self.actors.values():
+                actor.accepting_orders = False
+            self._actor_tg_scope.cancel()
+            for actor in self.actors.values():
+                actor._write_progress()
+            await self.writer.close()
+        if scope.cancelled_caught:
+            self.log.error("shutdown_timeout", timeout_s=self.settings.shutdown_timeout_s)
+        tg.cancel_scope.cancel()
+
+    # -- control ----------------------------------------------------------------------
+
+    def _register_handlers(self) -> None:
+        self.control.register("status", self._status)
+        self.control.register("stop", self._stop)
+        self.control.register("ping", self._ping)
+        self.control.register("version", self._version)
+
+    async def _ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "state": self.state}
+
+    async def _version(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"version": __version__, "python": sys.version.split()[0]}
+
+    async def _stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.request_stop("ctl stop")
+        return {"stopping": True}
+
+    async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.broker is None:
+            raise RequestError("not_ready", "daemon is still starting")
+        acct = await self.broker.account()
+        threads = self.threads.sample()
+        lag = self.lag.stats()
+        symbols = [asdict(a.stats()) for a in self.actors.values()]
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "state": self.state,
+            "data_dir": str(self.paths.data_dir),
+            "broker": getattr(self.broker, "name", "?"),
+            "budget": self.budget.to_dict(),
+            "compute": asdict(self.pool.stats()),
+            "threads": {"now": threads.now, "peak": threads.peak},
+            "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
+            "loop_lag_ms": {"p50": lag.p50, "p99": lag.p99, "max": lag.max, "samples": lag.samples},
+            "storage": asdict(self.writer.stats()),
+            "control": {
+                "requests": self.control.requests,
+                "bad_requests": self.control.bad_requests,
+            },
+            "symbols": symbols,
+            "account": {
+                "balance": round(acct.balance, 2),
+                "equity": round(acct.equity, 2),
+                "unrealized_pnl": round(acct.unrealized_pnl, 2),
+            },
+        }

@@ -1,0 +1,61 @@
+"""Importing candle files into the store (``forexd data import``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from forexd.domain import ns_to_iso
+from forexd.storage.db import open_sync
+
+SQL_IMPORT = (
+    "INSERT OR IGNORE INTO candles (symbol, timeframe, ts, open, high, low, close, volume) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def import_candles(
+    db_path: Path, file: Path, symbol: str, timeframe: str, fmt: str, *, repair: bool = False
+) -> dict[str, Any]:
+    """Validate ``file`` completely, then insert its candles in one transaction.
+
+    Existing candles are never overwritten (``INSERT OR IGNORE``): a re-import is
+    idempotent, and a bad file is rejected before anything is written.
+
+    Raises:
+        DataError: the file is missing or invalid (nothing is written).
+        StorageError: the store cannot be opened.
+    """
+    from forexd.feeds.loaders import load_candles
+
+    frame = load_candles(file, fmt, repair=repair)  # type: ignore[arg-type]
+    rows = zip(
+        [symbol] * len(frame),
+        [timeframe] * len(frame),
+        frame["ts"].astype("int64").tolist(),
+        frame["open"].tolist(),
+        frame["high"].tolist(),
+        frame["low"].tolist(),
+        frame["close"].tolist(),
+        frame["volume"].tolist(),
+        strict=True,
+    )
+    conn = open_sync(db_path)
+    try:
+        with conn:
+            before = conn.total_changes
+            conn.executemany(SQL_IMPORT, rows)
+            inserted = conn.total_changes - before
+    finally:
+        conn.close()
+    ts = frame["ts"]
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "file": str(file),
+        "rows": len(frame),
+        "inserted": inserted,
+        "already_stored": len(frame) - inserted,
+        "first": ns_to_iso(int(ts.iloc[0])),
+        "last": ns_to_iso(int(ts.iloc[-1])),
+    }

@@ -1,0 +1,52 @@
+"""SQLite schema and its migrations, keyed by ``PRAGMA user_version``.
+
+Each migration is a list of statements applied in one transaction; the version only moves
+forward. A database written by a newer forexd (higher version than we know) is refused
+rather than guessed at.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the daemon skeleton
+    [
+        """CREATE TABLE candles (
+            symbol TEXT NOT NULL, timeframe TEXT NOT NULL, ts INTEGER NOT NULL,
+            open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
+            volume REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (symbol, timeframe, ts)) WITHOUT ROWID""",
+        """CREATE TABLE orders (
+            client_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, units INTEGER NOT NULL,
+            bar_ts INTEGER NOT NULL, created_ns INTEGER NOT NULL, status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '', error TEXT, updated_ns INTEGER NOT NULL)""",
+        "CREATE INDEX orders_status ON orders (status)",
+        """CREATE TABLE fills (
+            fill_id TEXT PRIMARY KEY, client_id TEXT NOT NULL, symbol TEXT NOT NULL,
+            units INTEGER NOT NULL, price REAL NOT NULL, commission REAL NOT NULL,
+            ts INTEGER NOT NULL, realized_pnl REAL NOT NULL, recorded_ns INTEGER NOT NULL)""",
+        "CREATE INDEX fills_symbol ON fills (symbol, ts)",
+        """CREATE TABLE positions (
+            symbol TEXT PRIMARY KEY, units INTEGER NOT NULL, avg_price REAL NOT NULL,
+            realized_pnl REAL NOT NULL, commission REAL NOT NULL, updated_ns INTEGER NOT NULL)""",
+        """CREATE TABLE equity (
+            ts INTEGER NOT NULL, balance REAL NOT NULL, equity REAL NOT NULL,
+            unrealized REAL NOT NULL, recorded_ns INTEGER NOT NULL)""",
+        "CREATE INDEX equity_ts ON equity (ts)",
+        """CREATE TABLE actor_progress (
+            symbol TEXT PRIMARY KEY, last_bar_ts INTEGER NOT NULL, bars_seen INTEGER NOT NULL)""",
+        """CREATE TABLE paper_account (
+            id INTEGER PRIMARY KEY CHECK (id = 1), initial_balance REAL NOT NULL,
+            created_ns INTEGER NOT NULL)""",
+        """CREATE TABLE paper_orders (
+            client_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, units INTEGER NOT NULL,
+            bar_ts INTEGER NOT NULL, status TEXT NOT NULL, submitted_ns INTEGER NOT NULL)""",
+        """CREATE TABLE paper_fills (
+            fill_id TEXT PRIMARY KEY, client_id TEXT NOT NULL, symbol TEXT NOT NULL,
+            units INTEGER NOT NULL, price REAL NOT NULL, commission REAL NOT NULL,
+            ts INTEGER NOT NULL)""",
+        """CREATE TABLE events (
+            ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, symbol TEXT, detail TEXT NOT NULL)""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

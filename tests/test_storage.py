@@ -1,0 +1,86 @@
+"""The SQLite store: pragmas, migrations, the single writer, candle import."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from forexd.errors import StorageError
+from forexd.storage.db import StorageWriter, open_sync, read_all
+from forexd.storage.schema import SCHEMA_VERSION
+
+
+def test_a_new_store_is_wal_with_the_current_schema(tmp_path: Path) -> None:
+    """open_sync migrates to SCHEMA_VERSION and sets WAL, NORMAL sync, busy timeout."""
+    conn = open_sync(tmp_path / "f.db")
+    assert SCHEMA_VERSION == conn.execute("PRAGMA user_version").fetchone()[0]
+    assert "wal" == conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert 1 == conn.execute("PRAGMA synchronous").fetchone()[0]  # NORMAL
+    assert 5000 == conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    assert 1000 == conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"candles", "orders", "fills", "positions", "equity"} <= tables
+
+
+def test_a_store_from_a_newer_forexd_is_refused(tmp_path: Path) -> None:
+    """A higher user_version than we know is an error, not a guess."""
+    path = tmp_path / "f.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StorageError, match="upgrade forexd"):
+        open_sync(path)
+
+
+def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path: Path) -> None:
+    """Garbage in forexd.db gives an error naming the file."""
+    path = tmp_path / "f.db"
+    path.write_bytes(b"definitely not sqlite" * 100)
+    with pytest.raises(StorageError, match=str(path)):
+        open_sync(path)
+
+
+@pytest.mark.anyio
+async def test_writer_commits_queued_writes_in_order_and_reports_durable_ones(
+    tmp_path: Path,
+) -> None:
+    """submit() batches; execute() returns only after commit; readers see the rows."""
+    path = tmp_path / "f.db"
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        for i in range(1000):
+            writer.submit(
+                "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, '')", (i,)
+            )
+        await writer.execute(
+            "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'durable', NULL, '')",
+            (5000,),
+        )
+        rows = await read_all(path, "SELECT COUNT(*), MAX(ts_ns) FROM events")
+        assert [(1001, 5000)] == rows
+        stats = writer.stats()
+        assert stats.transactions < 1001  # group commit
+        await writer.close()
+
+
+@pytest.mark.anyio
+async def test_one_bad_statement_does_not_lose_the_rest_of_its_batch(tmp_path: Path) -> None:
+    """A failing durable write raises for its caller; queued neighbours still commit."""
+    path = tmp_path / "f.db"
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        sql = "INSERT INTO actor_progress (symbol, last_bar_ts, bars_seen) VALUES (?, ?, ?)"
+        writer.submit(sql, ("A", 1, 1))
+        with pytest.raises(StorageError, match="UNIQUE"):
+            await writer.execute(sql, ("A", 2, 2))
+        writer.submit(sql, ("B", 3, 3))
+        await writer.flush()
+        rows = await read_all(path, "SELECT symbol, last_bar_ts FROM actor_progress ORDER BY 1")
+        assert [("A", 1), ("B", 3)] == rows
+        assert writer.stats().errors >= 1
+        await writer.close()
