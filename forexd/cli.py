@@ -149,7 +149,7 @@ def _cmd_hw(args: argparse.Namespace) -> int:
     from forexd.daemon import resources
 
     settings = _settings(args)
-    hw = resources.detect_hardware()
+    hw = resources.detect_hardware(import_torch=True)
     budget = resources.budget_from_config(
         settings.compute, hw, max(1, len(settings.active_symbols))
     )

@@ -21,13 +21,17 @@ def forexd_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "forexd", *args]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> (
-    subprocess.CompletedProcess[str]
-):
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """Run a forexd command to completion and capture its output."""
     return subprocess.run(
-        forexd_cmd(*args), capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, check=False,
+        forexd_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
     )
 
 
@@ -40,15 +44,23 @@ def write_config(path: Path, body: str) -> Path:
 class DaemonProc:
     """A ``forexd run`` subprocess whose stdout (JSON lines) is read by a thread."""
 
-    def __init__(self, data_dir: Path, config: Path | None = None, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        config: Path | None = None,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.config = config
         args = ["run", "--data-dir", str(data_dir), "--log-format", "json", *extra]
         if config is not None:
             args += ["--config", str(config)]
         self.proc = subprocess.Popen(
-            forexd_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            forexd_cmd(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, **(env or {})},
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -69,9 +81,9 @@ class DaemonProc:
             self.events.put(event)
         self.events.put({"event": "_eof"})
 
-    def wait_for(self, event: str, timeout: float = READY_TIMEOUT_S, **match: Any) -> (
-        dict[str, Any]
-    ):
+    def wait_for(
+        self, event: str, timeout: float = READY_TIMEOUT_S, **match: Any
+    ) -> dict[str, Any]:
         """Block until a log line with ``event`` (and the given fields) arrives."""
         deadline = time.monotonic() + timeout
         while True:

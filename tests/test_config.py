@@ -29,9 +29,9 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert 1.5 == s.broker.spread_pips
 
 
-def test_cli_overrides_beat_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> (
-    None
-):
+def test_cli_overrides_beat_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """A --data-dir flag beats FOREXD_DATA_DIR."""
     monkeypatch.setenv("FOREXD_DATA_DIR", str(tmp_path / "env"))
     s = load_settings(None, data_dir=tmp_path / "flag")

@@ -46,11 +46,25 @@ def test_daemon_trades_reports_status_and_exits_cleanly_on_sigterm(
     d.wait_for("feed_exhausted", symbol="EURUSD")
     status = d.status()
     assert "running" == status["state"]
-    for key in ("version", "pid", "uptime_s", "budget", "threads", "rss_mb", "loop_lag_ms",
-                "symbols", "account"):
+    for key in (
+        "version",
+        "pid",
+        "uptime_s",
+        "budget",
+        "threads",
+        "rss_mb",
+        "loop_lag_ms",
+        "symbols",
+        "account",
+    ):
         assert key in status
-    assert {"usable_cpus", "cpu_slots", "train_workers", "blas_threads",
-            "max_concurrent_symbols"} <= set(status["budget"])
+    assert {
+        "usable_cpus",
+        "cpu_slots",
+        "train_workers",
+        "blas_threads",
+        "max_concurrent_symbols",
+    } <= set(status["budget"])
     assert status["threads"]["peak"] >= status["threads"]["now"] >= 1
     assert {"p50", "p99", "max"} <= set(status["loop_lag_ms"])
     sym = status["symbols"][0]
@@ -93,9 +107,11 @@ def test_restart_resumes_the_paper_account_where_it_stopped(
         fills_1 = conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
         pos_1 = conn.execute("SELECT units FROM positions").fetchone()[0]
         (last_ts_1, bars_1) = conn.execute(
-            "SELECT last_bar_ts, bars_seen FROM actor_progress").fetchone()
+            "SELECT last_bar_ts, bars_seen FROM actor_progress"
+        ).fetchone()
         balance_1 = conn.execute(
-            "SELECT balance FROM equity ORDER BY rowid DESC LIMIT 1").fetchone()[0]
+            "SELECT balance FROM equity ORDER BY rowid DESC LIMIT 1"
+        ).fetchone()[0]
 
     second = daemon_factory(data, _config(short_tmp, "2017-07-01"), "--exit-when-done")
     started = second.wait_for("actor_started", symbol="EURUSD")
@@ -106,9 +122,11 @@ def test_restart_resumes_the_paper_account_where_it_stopped(
         fills_2 = conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
         ids = [r[0] for r in conn.execute("SELECT client_id FROM orders")]
         (last_ts_2, bars_2) = conn.execute(
-            "SELECT last_bar_ts, bars_seen FROM actor_progress").fetchone()
+            "SELECT last_bar_ts, bars_seen FROM actor_progress"
+        ).fetchone()
         first_bar_2 = conn.execute(
-            "SELECT MIN(bar_ts) FROM orders WHERE bar_ts > ?", (last_ts_1,)).fetchone()[0]
+            "SELECT MIN(bar_ts) FROM orders WHERE bar_ts > ?", (last_ts_1,)
+        ).fetchone()[0]
         initial = conn.execute("SELECT initial_balance FROM paper_account").fetchone()[0]
         candles = conn.execute("SELECT COUNT(*) FROM candles").fetchone()[0]
     assert len(ids) == len(set(ids))
@@ -144,9 +162,14 @@ def test_garbage_on_the_control_socket_gets_an_error_and_the_daemon_carries_on(
     d = daemon_factory(data, _config(short_tmp))
     d.wait_for("ready")
     answers = []
-    for payload in (b"this is not json\n", b"[1, 2]\n", b'{"v": 99, "cmd": "status"}\n',
-                    b'{"v": 1, "cmd": "launch_missiles"}\n', b'{"v": 1, "cmd": "status", '
-                    b'"args": 5}\n', b"\xff\xfe\n"):
+    for payload in (
+        b"this is not json\n",
+        b"[1, 2]\n",
+        b'{"v": 99, "cmd": "status"}\n',
+        b'{"v": 1, "cmd": "launch_missiles"}\n',
+        b'{"v": 1, "cmd": "status", "args": 5}\n',
+        b"\xff\xfe\n",
+    ):
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(10)
             s.connect(str(data / "run" / "ctl.sock"))
@@ -154,8 +177,14 @@ def test_garbage_on_the_control_socket_gets_an_error_and_the_daemon_carries_on(
             answers.append(json.loads(s.makefile().readline()))
     assert [False] * 6 == [a["ok"] for a in answers]
     codes = [a["error"]["code"] for a in answers]
-    assert ["bad_json", "bad_request", "bad_version", "unknown_command", "bad_request",
-            "bad_json"] == codes
+    assert [
+        "bad_json",
+        "bad_request",
+        "bad_version",
+        "unknown_command",
+        "bad_request",
+        "bad_json",
+    ] == codes
     assert oct(0o600) == oct((data / "run" / "ctl.sock").stat().st_mode & 0o777)
     status = d.status()
     assert status["control"]["bad_requests"] >= 6

@@ -58,8 +58,12 @@ def test_history_window_returns_the_latest_values_oldest_first() -> None:
 
 @pytest.mark.parametrize(
     ("params", "fragment"),
-    [({"fast": 20, "slow": 10}, "must be smaller"), ({"fast": 0}, "fast"),
-     ({"speed": 3}, "speed"), ({"units": -5}, "units")],
+    [
+        ({"fast": 20, "slow": 10}, "must be smaller"),
+        ({"fast": 0}, "fast"),
+        ({"speed": 3}, "speed"),
+        ({"units": -5}, "units"),
+    ],
 )
 def test_bad_parameters_are_refused_with_the_name(params: dict[str, int], fragment: str) -> None:
     """build_strategy names the strategy and the bad parameter."""

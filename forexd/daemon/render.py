@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -10,7 +11,8 @@ from rich.table import Table
 
 def print_status(status: dict[str, Any], console: Console | None = None) -> None:
     """Print the status object as a summary and a per-symbol table."""
-    console = console or Console()
+    # Piped output has no terminal width; do not squash the symbol column to "EURU…".
+    console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     b, lag, acct = status["budget"], status["loop_lag_ms"], status["account"]
     console.print(
         f"[bold]forexd {status['version']}[/] pid {status['pid']} · {status['state']} · "

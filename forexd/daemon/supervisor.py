@@ -318,6 +318,7 @@ class Daemon:
             "compute": asdict(self.pool.stats()),
             "threads": {"now": threads.now, "peak": threads.peak},
             "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
+            "torch_imported": "torch" in sys.modules,
             "loop_lag_ms": {"p50": lag.p50, "p99": lag.p99, "max": lag.max, "samples": lag.samples},
             "storage": asdict(self.writer.stats()),
             "control": {

@@ -1,0 +1,1 @@
+"""Runtime layer: supervisor, compute budget, cleanup hooks, control socket, service glue."""
