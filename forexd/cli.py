@@ -18,7 +18,7 @@ from typing import Any
 from forexd import __version__
 from forexd.errors import ForexdError
 
-CTL_COMMANDS = ("status", "stop", "ping", "version")
+CTL_COMMANDS = ("status", "stop", "ping", "version", "risk")
 IMPORT_FORMATS = ("auto", "histdata", "oanda-lean", "csv")
 
 
@@ -48,8 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     ctl = sub.add_parser("ctl", help="talk to a running daemon")
     ctl.add_argument("action", choices=CTL_COMMANDS)
+    ctl.add_argument(
+        "rest",
+        nargs="*",
+        metavar="ARG",
+        help="risk: `resume [SYMBOL]` lifts halted/reducing (needs --note)",
+    )
+    ctl.add_argument("--note", help="who and why, for audited operator actions")
     ctl.add_argument("--json", action="store_true", help="machine-readable output")
     _add_location(ctl)
+
+    risk = sub.add_parser("risk", help="inspect or repair the risk state file offline")
+    risk.add_argument("risk_command", choices=("show", "repair"))
+    risk.add_argument("--force", action="store_true", help="repair: rebuild even a valid file")
+    risk.add_argument("--json", action="store_true")
+    _add_location(risk)
 
     hw = sub.add_parser("hw", help="hardware found and the compute budget derived from it")
     hw.add_argument("--json", action="store_true")
@@ -101,6 +114,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_data_import(args)
     if args.command == "config":
         return _cmd_config_check(args)
+    if args.command == "risk":
+        return _cmd_risk(args)
     raise AssertionError(args.command)  # argparse rejects unknown commands first
 
 
@@ -133,7 +148,8 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     from forexd.daemon.paths import resolve_paths
 
     paths = resolve_paths(_settings(args))
-    result = request(paths, args.action)
+    cmd, payload = _ctl_request(args)
+    result = request(paths, cmd, payload)
     if args.json:
         print(json.dumps(result, indent=2))
     elif args.action == "status":
@@ -142,6 +158,39 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
         print_status(result)
     else:
         print(json.dumps(result))
+    return 0
+
+
+def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Map ``ctl ACTION [ARGS]`` to a protocol command and its args."""
+    from forexd.errors import ConfigError
+
+    if args.action == "risk" and args.rest:
+        if args.rest[0] != "resume" or len(args.rest) > 2:
+            raise ConfigError("usage: forexd ctl risk [resume [SYMBOL] --note TEXT]")
+        if not args.note:
+            raise ConfigError('ctl risk resume needs --note "who and why" for the audit log')
+        symbol = args.rest[1].upper() if len(args.rest) == 2 else None
+        return "risk_resume", {"symbol": symbol, "note": args.note}
+    if args.rest:
+        raise ConfigError(f"ctl {args.action} takes no arguments (got {' '.join(args.rest)})")
+    return args.action, {}
+
+
+def _cmd_risk(args: argparse.Namespace) -> int:
+    from forexd.daemon.paths import resolve_paths
+    from forexd.daemon.riskruntime import fills_seed
+    from forexd.storage.riskstate import RiskStateStore
+
+    settings = _settings(args)
+    paths = resolve_paths(settings)
+    store = RiskStateStore(paths.risk_state, settings.account_id)
+    if args.risk_command == "show":
+        state = store.read()
+        print(json.dumps(state.model_dump(mode="json"), indent=None if args.json else 2))
+        return 0
+    report = store.repair(fills_seed(paths.db), force=args.force)
+    print(report.summary())
     return 0
 
 

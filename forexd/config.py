@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from forexd.domain import get_instrument
 from forexd.errors import ConfigError, ForexdError
+from forexd.risk import RiskLimits
 from forexd.strategies import build_strategy
 
 if sys.version_info >= (3, 11):
@@ -79,6 +80,9 @@ class BrokerConfig(_Section):
     """Which broker executes orders, and the paper broker's costs."""
 
     kind: BrokerKind = "paper"
+    account_id: str = Field(
+        "paper", min_length=1, description="paper account name (OANDA uses oanda.account_id)"
+    )
     initial_balance: float = Field(100_000.0, gt=0, description="paper account start, USD")
     spread_pips: float = Field(0.8, ge=0, le=100, description="paper full spread in pips")
     slippage_pips: float = Field(0.0, ge=0, le=100, description="paper adverse slippage")
@@ -169,6 +173,7 @@ class Settings(BaseSettings):
     feed: FeedConfig = FeedConfig()
     actors: ActorConfig = ActorConfig()
     control: ControlConfig = ControlConfig()
+    risk: RiskLimits = RiskLimits()
     symbols: list[SymbolConfig] = Field(default_factory=_default_symbols)
 
     @classmethod
@@ -192,6 +197,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"symbol {item.symbol} is configured twice")
             seen.add(item.symbol)
         return value
+
+    @property
+    def account_id(self) -> str:
+        """The broker account whose risk state this daemon keeps."""
+        if self.broker.kind == "oanda":
+            return self.broker.oanda.account_id or "oanda"
+        return self.broker.account_id
 
     @property
     def active_symbols(self) -> list[SymbolConfig]:

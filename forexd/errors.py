@@ -8,6 +8,19 @@ an exit code; nothing else in the package exits the process.
 from __future__ import annotations
 
 
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups, or ``exc`` itself.
+
+    Task groups wrap what their tasks raise; a user error raised during start-up must
+    still reach ``cli.py`` as itself so it becomes one line and an exit code.
+    """
+    while True:
+        inner = getattr(exc, "exceptions", None)
+        if not isinstance(inner, tuple) or not inner:
+            return exc
+        exc = inner[0]
+
+
 class ForexdError(Exception):
     """Base class of every error forexd reports to a user (no traceback)."""
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import anyio
 import numpy as np
@@ -54,6 +54,7 @@ SQL_POSITION = (
     "avg_price = excluded.avg_price, realized_pnl = excluded.realized_pnl, "
     "commission = excluded.commission, updated_ns = excluded.updated_ns"
 )
+SQL_EVENT = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, ?, ?)"
 SQL_EQUITY = (
     "INSERT INTO equity (ts, balance, equity, unrealized, recorded_ns) VALUES (?, ?, ?, ?, ?)"
 )
@@ -79,6 +80,18 @@ class ActorStats:
     bar_to_order_ms: dict[str, float]
 
 
+class RiskHooks(OrderGate, Protocol):
+    """What an actor tells the risk layer besides asking it about orders."""
+
+    def on_fill(self, realized: float, commission: float, ts: int) -> None:
+        """A fill was recorded."""
+        ...
+
+    def observe_equity(self, equity: float, ts: int) -> None:
+        """The account equity after a bar."""
+        ...
+
+
 @dataclass(slots=True)
 class ActorDeps:
     """What an actor needs from the daemon (shared, not owned)."""
@@ -90,7 +103,7 @@ class ActorDeps:
     timeframe: str
     store_candles: bool
     equity_every_bars: int
-    gate: OrderGate | None = None
+    risk: RiskHooks | None = None
 
 
 class SymbolActor:
@@ -108,10 +121,10 @@ class SymbolActor:
         self.orders_sent = 0
         self.orders_rejected = 0
         self.accepting_orders = True
-        self.core = SymbolCore(self.instrument, strategy, deps.gate)
+        self.core = SymbolCore(self.instrument, strategy, deps.risk)
         self.position = Position(symbol)
         self.last_bar: Bar | None = None
-        self._known_orders: set[str] = set()
+        self._known_orders: dict[str, str] = {}
         self._latency_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
         self.done = anyio.Event()
 
@@ -121,7 +134,7 @@ class SymbolActor:
         """Rebuild position, known orders and history from the store; return last bar ts."""
         conn = open_sync(self.deps.db_path)
         try:
-            self.core = SymbolCore(self.instrument, self.strategy, self.deps.gate)
+            self.core = SymbolCore(self.instrument, self.strategy, self.deps.risk)
             self.position = Position(self.symbol)
             for row in conn.execute(
                 "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
@@ -133,11 +146,11 @@ class SymbolActor:
                     self.instrument,
                 )
             self.core.position_units = self.position.units
-            self._known_orders = set()
+            self._known_orders = {}
             for cid, units, status in conn.execute(
                 "SELECT client_id, units, status FROM orders WHERE symbol = ?", (self.symbol,)
             ):
-                self._known_orders.add(cid)
+                self._known_orders[cid] = status
                 if status in (OrderStatus.PENDING.value, OrderStatus.SUBMITTED.value):
                     self.core.pending_units += int(units)
             row = conn.execute(
@@ -201,7 +214,17 @@ class SymbolActor:
             self._record_fill(fill)
         self.position.last_price = bar.close
         self.last_bar = bar
+        if deps.risk is not None:
+            deps.risk.observe_equity((await deps.broker.account()).equity, bar.ts)
+        denials = self.core.denials
         order = self.core.on_bar(bar)
+        if self.core.denials != denials:
+            self.log.warning(
+                "order_denied", reason=self.core.last_denial, bar_time=ns_to_iso(bar.ts)
+            )
+            deps.writer.submit(
+                SQL_EVENT, (now_ns(), "order_denied", self.symbol, self.core.last_denial or "")
+            )
         if order is not None and self.accepting_orders:
             await self._send_order(order)
             self._latency_ns.append(time.perf_counter_ns() - t0)
@@ -226,11 +249,17 @@ class SymbolActor:
             await self._snapshot_equity(bar.ts)
 
     async def _send_order(self, order: Order) -> None:
-        if order.client_id in self._known_orders:
-            # The same decision replayed after a crash: it was already written (and maybe
-            # sent); reconciliation owns it. Never send a client id twice.
-            self.core.on_reject(order)
-            return
+        seq = 0
+        while order.client_id in self._known_orders:
+            if self._known_orders[order.client_id] != OrderStatus.CANCELLED.value:
+                # The same decision replayed after a crash: it was written and reached the
+                # broker; reconciliation owns it. Never send a client id twice.
+                self.core.on_reject(order)
+                return
+            # Written but never delivered (reconciliation cancelled it): decide again
+            # under the next deterministic id.
+            seq += 1
+            order = replace(order, client_id=Order.make_client_id(order.symbol, order.bar_ts, seq))
         now = now_ns()
         await self.deps.writer.execute(
             SQL_ORDER,
@@ -245,7 +274,7 @@ class SymbolActor:
                 now,
             ),
         )
-        self._known_orders.add(order.client_id)
+        self._known_orders[order.client_id] = OrderStatus.PENDING.value
         try:
             fills = await self.deps.broker.submit(order)
         except BrokerError as exc:
@@ -272,6 +301,8 @@ class SymbolActor:
     def _record_fill(self, fill: Fill) -> None:
         realized = self.position.apply(fill, self.instrument)
         self.core.on_fill(fill)
+        if self.deps.risk is not None:
+            self.deps.risk.on_fill(realized, fill.commission, fill.ts)
         w = self.deps.writer
         now = now_ns()
         w.submit(

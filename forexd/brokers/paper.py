@@ -80,7 +80,13 @@ class PaperBroker:
     async def submit(self, order: Order) -> list[Fill]:
         """Accept a market order; it fills at the next bar's open of its symbol."""
         if order.client_id in self._known:
-            return []  # idempotent: the same client id is never booked twice
+            # Idempotent: the same client id is never booked twice. It should never be
+            # sent twice either, so record it where the crash tests look.
+            await self._writer.execute(
+                "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, ?, ?)",
+                (now_ns(), "duplicate_submit", order.symbol, order.client_id),
+            )
+            return []
         await self._writer.execute(
             "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns)"
             " VALUES (?, ?, ?, ?, ?, ?)",

@@ -14,6 +14,7 @@ import anyio
 from forexd.config import Settings
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.supervisor import Daemon
+from forexd.errors import ForexdError, first_leaf
 
 
 def event_loop_options() -> dict[str, Any]:
@@ -24,4 +25,10 @@ def event_loop_options() -> dict[str, Any]:
 def run_daemon(settings: Settings, paths: DaemonPaths, *, exit_when_done: bool = False) -> None:
     """Run a daemon in this process until it stops (blocking)."""
     daemon = Daemon(settings, paths, exit_when_done=exit_when_done)
-    anyio.run(daemon.run, backend="asyncio", backend_options=event_loop_options())
+    try:
+        anyio.run(daemon.run, backend="asyncio", backend_options=event_loop_options())
+    except BaseException as exc:
+        leaf = first_leaf(exc)
+        if leaf is not exc and isinstance(leaf, ForexdError):
+            raise leaf from None
+        raise

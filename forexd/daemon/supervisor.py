@@ -42,9 +42,11 @@ from forexd.daemon.looplag import LoopLagMonitor
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.pidlock import PidLock
 from forexd.daemon.reconcile import reconcile
-from forexd.errors import ConfigError, DataError
+from forexd.daemon.riskruntime import RiskRuntime
+from forexd.errors import ConfigError, DataError, first_leaf
 from forexd.feeds.frames import clip_frame, read_store
 from forexd.feeds.replay import ReplayFeed
+from forexd.risk import Holding
 from forexd.storage.db import StorageWriter
 from forexd.strategies import build_strategy
 
@@ -76,6 +78,9 @@ class Daemon:
         self.pool = ComputePool(self.budget.train_workers, self.budget.max_concurrent_symbols)
         self.threads = resources.ThreadWatermark()
         self.writer = StorageWriter(paths.db)
+        self.risk = RiskRuntime(
+            settings.risk, paths.risk_state, paths.db, settings.account_id, get_logger("risk")
+        )
         self.broker: Broker | None = None
         self._pidlock = PidLock(paths.pidfile)
         self._process = psutil.Process()
@@ -117,6 +122,9 @@ class Daemon:
         broker = self._make_broker()
         self.broker = broker
         await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
+        await anyio.to_thread.run_sync(self.risk.load)
+        self.risk.bind(self._holdings)
+        tg.start_soon(self.risk.persist_loop)
         feed = self._make_feed()
         deps = ActorDeps(
             writer=self.writer,
@@ -126,6 +134,7 @@ class Daemon:
             timeframe=self.settings.feed.timeframe,
             store_candles=self.settings.feed.source != STORE_SOURCE,
             equity_every_bars=self.settings.equity_snapshot_every_bars,
+            risk=self.risk,
         )
         await tg.start(self.lag.run)
         tg.start_soon(self._sample_threads)
@@ -224,7 +233,8 @@ class Daemon:
                 crashes.append(now)
                 while crashes and now - crashes[0] > cfg.crash_window_s:
                     crashes.popleft()
-                actor.last_error = f"{type(exc).__name__}: {exc}"
+                cause = first_leaf(exc)
+                actor.last_error = f"{type(cause).__name__}: {cause}"
                 actor.log.exception("actor_crashed", crashes_in_window=len(crashes))
                 if len(crashes) >= cfg.max_crashes:
                     actor.state = "failed"
@@ -278,6 +288,8 @@ class Daemon:
             for actor in self.actors.values():
                 actor._write_progress()
             await self.writer.close()
+            if self.risk.gate is not None:
+                await anyio.to_thread.run_sync(self.risk.persist_now)
         if scope.cancelled_caught:
             self.log.error("shutdown_timeout", timeout_s=self.settings.shutdown_timeout_s)
         tg.cancel_scope.cancel()
@@ -289,6 +301,8 @@ class Daemon:
         self.control.register("stop", self._stop)
         self.control.register("ping", self._ping)
         self.control.register("version", self._version)
+        self.control.register("risk", self._risk)
+        self.control.register("risk_resume", self._risk_resume)
 
     async def _ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "state": self.state}
@@ -299,6 +313,50 @@ class Daemon:
     async def _stop(self, args: dict[str, Any]) -> dict[str, Any]:
         self.request_stop("ctl stop")
         return {"stopping": True}
+
+    def _risk_summary(self) -> dict[str, Any]:
+        if self.risk.gate is None:
+            return {}
+        stats = self.risk.report()["stats"]
+        return {
+            k: stats[k]
+            for k in (
+                "account_state",
+                "account_cause",
+                "symbol_states",
+                "denials",
+                "approvals",
+                "clipped",
+            )
+        }
+
+    def _holdings(self) -> dict[str, Holding]:
+        return {
+            sym: Holding(a.core.position_units + a.core.pending_units, a.last_bar.close)
+            for sym, a in self.actors.items()
+            if a.last_bar is not None
+        }
+
+    async def _risk(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.risk.gate is None:
+            raise RequestError("not_ready", "risk state is not loaded yet")
+        return self.risk.report()
+
+    async def _risk_resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        symbol, note = args.get("symbol"), args.get("note")
+        if symbol is not None and symbol not in self.actors:
+            raise RequestError(
+                "bad_request",
+                f"symbol {symbol!r} is not traded by this daemon; traded: {', '.join(self.actors)}",
+            )
+        if not isinstance(note, str) or not note.strip():
+            raise RequestError("bad_request", "a non-empty note is required (who and why)")
+        if self.risk.gate is None:
+            raise RequestError("not_ready", "risk state is not loaded yet")
+        try:
+            return await anyio.to_thread.run_sync(self.risk.resume, symbol, note)
+        except ValueError as exc:
+            raise RequestError("bad_request", str(exc)) from None
 
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
         if self.broker is None:
@@ -326,6 +384,7 @@ class Daemon:
                 "bad_requests": self.control.bad_requests,
             },
             "symbols": symbols,
+            "risk": self._risk_summary(),
             "account": {
                 "balance": round(acct.balance, 2),
                 "equity": round(acct.equity, 2),

@@ -6,6 +6,7 @@ from it.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +30,7 @@ def build_strategy(name: str, params: Mapping[str, Any], where: str = "strategy"
     Raises:
         ConfigError: unknown strategy, unknown parameter, or a value out of range.
     """
-    cls = STRATEGIES.get(name)
+    cls = _load_plugin(name, where) if ":" in name else STRATEGIES.get(name)
     if cls is None:
         raise ConfigError(
             f"{where}: unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}"
@@ -43,6 +44,25 @@ def build_strategy(name: str, params: Mapping[str, Any], where: str = "strategy"
         raise ConfigError(f"{where} ({name}): {problems}") from None
     strategy: Strategy = cls(parsed)
     return strategy
+
+
+def _load_plugin(spec: str, where: str) -> Any:
+    """Load a user strategy given as ``package.module:ClassName``.
+
+    The class follows the :class:`Strategy` protocol and has a ``Params`` model, like
+    :class:`SmaCross`. This is how users run their own strategies without forking forexd.
+    """
+    module_name, _, attr = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"{where}: cannot load strategy {spec!r} ({exc}); check the module is importable "
+            "(PYTHONPATH) and the class name"
+        ) from None
+    if not hasattr(cls, "Params") or not hasattr(cls, "decide"):
+        raise ConfigError(f"{where}: {spec!r} is not a strategy (needs Params and decide())")
+    return cls
 
 
 __all__ = ["STRATEGIES", "Strategy", "build_strategy"]

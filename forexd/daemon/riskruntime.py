@@ -1,0 +1,206 @@
+"""The risk layer inside the running daemon.
+
+``RiskRuntime`` owns the :class:`~forexd.risk.RiskGate` and its state file. At start-up it
+loads the file (creating it only on a truly first start), refuses to trade on a corrupt,
+missing-with-history or foreign file, and re-applies any fills the file had not seen yet
+(a crash can land between a fill being stored and the file being written; the fills
+table is the source of truth, the file's ``fills_applied_seq`` the high-water mark).
+While running it adapts the gate to the actors' ``OrderGate``, feeds it equity and fills,
+and persists the state from a worker thread whenever the gate's version changes — file
+locks and fsync never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from forexd.actors.core import GateDecision
+from forexd.errors import RiskStateError
+from forexd.risk import Denial, Holding, RiskGate, RiskLimits, RiskState
+from forexd.storage.db import open_sync
+from forexd.storage.riskstate import RiskStateStore
+
+PERSIST_EVERY_S = 0.2
+
+
+def fills_seed(db_path: Path) -> Callable[[RiskState], RiskState]:
+    """A repair seed that marks every stored fill as applied (P&L by FX day rebuilt)."""
+
+    def seed(state: RiskState) -> RiskState:
+        gate = RiskGate(RiskLimits(), state)
+        for seq, realized, commission, ts in _fills_after(db_path, 0):
+            gate.apply_fill(seq, realized, commission, ts)
+        return gate.snapshot()
+
+    return seed
+
+
+def _fills_after(db_path: Path, seq: int) -> list[tuple[int, float, float, int]]:
+    if not db_path.exists():
+        return []
+    conn = open_sync(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT rowid, realized_pnl, commission, ts FROM fills WHERE rowid > ? ORDER BY rowid",
+            (seq,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in rows]
+
+
+class RiskRuntime:
+    """See the module note."""
+
+    def __init__(
+        self, limits: RiskLimits, state_path: Path, db_path: Path, account_id: str, log: Any
+    ) -> None:
+        self.limits = limits
+        self.store = RiskStateStore(state_path, account_id)
+        self.db_path = db_path
+        self.log = log
+        self.gate: RiskGate | None = None
+        self._seq = 0
+        self._persisted_version = -1
+        self._holdings: Callable[[], Mapping[str, Holding]] = dict
+        self._equity = 0.0
+
+    def load(self) -> RiskState:
+        """Load (or create on first start) the state and catch up on stored fills.
+
+        Raises:
+            RiskStateError: the file is corrupt, foreign, or missing while fills exist.
+        """
+        stored = _fills_after(self.db_path, 0)
+        if not self.store.exists():
+            if stored:
+                raise RiskStateError(
+                    f"risk state file {self.store.path} is missing but the store has "
+                    f"{len(stored)} fills; refusing to trade with a blank risk state. "
+                    "Rebuild it from the fills with `forexd risk repair`"
+                )
+            state = self.store.init()
+            self.log.info("risk_state_created", path=str(self.store.path))
+        else:
+            state = self.store.read()
+        gate = RiskGate(self.limits, state)
+        caught_up = 0
+        for seq, realized, commission, ts in stored:
+            if gate.apply_fill(seq, realized, commission, ts):
+                caught_up += 1
+            self._seq = seq
+        self.gate = gate
+        self._log_audit()
+        self.persist_now()
+        self.log.info(
+            "risk_state_loaded", fills_caught_up=caught_up, account_state=gate.state_of().value
+        )
+        return gate.snapshot()
+
+    def bind(self, holdings: Callable[[], Mapping[str, Holding]]) -> None:
+        """Tell the runtime how to see every symbol's position and mark price."""
+        self._holdings = holdings
+
+    # -- OrderGate -----------------------------------------------------------------
+
+    def check(
+        self, symbol: str, units: int, position_units: int, price: float, ts: int
+    ) -> GateDecision:
+        """Adapt the gate to :class:`~forexd.actors.core.OrderGate`."""
+        assert self.gate is not None
+        holdings = dict(self._holdings())
+        holdings[symbol] = Holding(position_units, price)
+        result = self.gate.check(
+            symbol, units, price=price, positions=holdings, equity=self._equity, now_ns=ts
+        )
+        self._log_audit()
+        if isinstance(result, Denial):
+            return GateDecision(0, result.reason.value)
+        return GateDecision(result.units, None)
+
+    # -- events --------------------------------------------------------------------
+
+    def on_fill(self, realized: float, commission: float, ts: int) -> None:
+        """A fill was recorded (fills are numbered in the order they are stored)."""
+        assert self.gate is not None
+        self._seq += 1
+        self.gate.apply_fill(self._seq, realized, commission, ts)
+        self._log_audit()
+
+    def observe_equity(self, equity: float, ts: int) -> None:
+        """Feed the account equity (daily loss, drawdown)."""
+        assert self.gate is not None
+        self._equity = equity
+        self.gate.observe_equity(equity, ts)
+        self._log_audit()
+
+    def _log_audit(self) -> None:
+        assert self.gate is not None
+        for rec in self.gate.drain_audit():
+            self.log.warning(
+                "risk_state_changed",
+                scope=rec.scope,
+                old=rec.old_state.value,
+                new=rec.new_state.value,
+                cause=rec.cause.value,
+                actor=rec.actor,
+                note=rec.note,
+            )
+
+    # -- persistence ---------------------------------------------------------------
+
+    def persist_now(self) -> None:
+        """Write the state if it changed (blocking; worker thread or start/stop only)."""
+        assert self.gate is not None
+        version = self.gate.version
+        if version == self._persisted_version:
+            return
+        snapshot = self.gate.snapshot()
+        self.store.update(lambda _old: snapshot)
+        self._persisted_version = version
+
+    async def persist_loop(self) -> None:
+        """Persist changes from a worker thread until cancelled."""
+        while True:
+            await anyio.sleep(PERSIST_EVERY_S)
+            await anyio.to_thread.run_sync(self.persist_now)
+
+    # -- operator ------------------------------------------------------------------
+
+    def resume(self, symbol: str | None, note: str) -> dict[str, Any]:
+        """Lift ``halted``/``reducing`` (audit-logged); persisted at once."""
+        assert self.gate is not None
+        rec = self.gate.resume(symbol, note, now_ns=time.time_ns())
+        self._log_audit()
+        self.log.warning("risk_resumed_by_operator", scope=rec.scope, note=note)
+        self.persist_now()
+        return rec.model_dump(mode="json")
+
+    def report(self) -> dict[str, Any]:
+        """Limits, usage and states for ``ctl risk`` / ``ctl status``."""
+        assert self.gate is not None
+        stats = asdict(self.gate.stats())
+        snap = self.gate.snapshot()
+        return {
+            "account_id": self.store.account_id,
+            "file": str(self.store.path),
+            "limits": self.limits.model_dump(mode="json"),
+            "stats": {k: _jsonable(v) for k, v in stats.items()},
+            "realized_pnl_by_day": {
+                str(k): round(v, 2) for k, v in list(snap.realized_pnl_by_day.items())[-7:]
+            },
+            "fills_applied_seq": snap.fills_applied_seq,
+            "audit": [a.model_dump(mode="json") for a in snap.audit[-20:]],
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(getattr(k, "value", k)): _jsonable(v) for k, v in value.items()}
+    return getattr(value, "value", value) if not isinstance(value, float | int | str) else value
