@@ -18,7 +18,7 @@ from typing import Any
 from forexd import __version__
 from forexd.errors import ForexdError
 
-CTL_COMMANDS = ("status", "stop", "ping", "version", "risk")
+CTL_COMMANDS = ("status", "stop", "ping", "version", "risk", "retrain")
 IMPORT_FORMATS = ("auto", "histdata", "oanda-lean", "csv")
 
 
@@ -172,6 +172,10 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             raise ConfigError('ctl risk resume needs --note "who and why" for the audit log')
         symbol = args.rest[1].upper() if len(args.rest) == 2 else None
         return "risk_resume", {"symbol": symbol, "note": args.note}
+    if args.action == "retrain":
+        if len(args.rest) != 1:
+            raise ConfigError("usage: forexd ctl retrain SYMBOL")
+        return "retrain", {"symbol": args.rest[0]}
     if args.rest:
         raise ConfigError(f"ctl {args.action} takes no arguments (got {' '.join(args.rest)})")
     return args.action, {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import random
 import signal
-import time
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest

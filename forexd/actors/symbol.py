@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import anyio
 import numpy as np
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from forexd.actors.core import OrderGate, SymbolCore
@@ -25,7 +25,7 @@ from forexd.domain import Bar, Fill, Order, OrderStatus, Position, get_instrumen
 from forexd.errors import BrokerError
 from forexd.feeds.base import Feed
 from forexd.storage.db import StorageWriter, now_ns, open_sync
-from forexd.strategies.base import Strategy
+from forexd.strategies.base import Strategy, Trainable
 
 INBOX_BARS = 1024
 LATENCY_SAMPLES = 10_000
@@ -78,6 +78,7 @@ class ActorStats:
     restarts: int
     last_error: str | None
     bar_to_order_ms: dict[str, float]
+    training: dict[str, Any] | None
 
 
 class RiskHooks(OrderGate, Protocol):
@@ -104,6 +105,7 @@ class ActorDeps:
     store_candles: bool
     equity_every_bars: int
     risk: RiskHooks | None = None
+    train_ctx: Any = None  # daemon.training.TrainContext, for Trainable strategies
 
 
 class SymbolActor:
@@ -127,6 +129,10 @@ class SymbolActor:
         self._known_orders: dict[str, str] = {}
         self._latency_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
         self.done = anyio.Event()
+        self.trainable: Trainable | None = strategy if isinstance(strategy, Trainable) else None
+        self.training = False
+        self._retrain_reason: str | None = None
+        self._tg: TaskGroup | None = None
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -176,6 +182,8 @@ class SymbolActor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """One life: restore, report ready, trade until the feed ends or cancellation."""
         after_ts = self._restore()
+        if self.trainable is not None:
+            await anyio.to_thread.run_sync(self.trainable.restore, self.deps.train_ctx)
         send, recv = anyio.create_memory_object_stream[Bar](INBOX_BARS)
         self.state = "running" if not self.core.paused else "paused"
         self.log.info(
@@ -186,8 +194,10 @@ class SymbolActor:
         )
         task_status.started()
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             tg.start_soon(self._pump, send, after_ts)
             await self._consume(recv)
+        self._tg = None
         self._write_progress()
         self.state = "finished"
         self.log.info("feed_exhausted", bars_seen=self.core.bars_seen)
@@ -230,6 +240,8 @@ class SymbolActor:
             self._latency_ns.append(time.perf_counter_ns() - t0)
         elif order is not None:
             self.core.on_reject(order)
+        if self.trainable is not None:
+            self._maybe_train()
         if deps.store_candles:
             deps.writer.submit(
                 SQL_CANDLE,
@@ -343,6 +355,36 @@ class SymbolActor:
                 SQL_PROGRESS, (self.symbol, self.last_bar.ts, self.core.bars_seen)
             )
 
+    # -- training -----------------------------------------------------------------------
+
+    def request_retrain(self, reason: str = "operator") -> bool:
+        """Queue a training cycle now (``ctl retrain``); False if this is not an ML symbol."""
+        if self.trainable is None:
+            return False
+        self._retrain_reason = reason
+        self._maybe_train()
+        return True
+
+    def _maybe_train(self) -> None:
+        assert self.trainable is not None
+        if self.training or self._tg is None:
+            return
+        reason = self._retrain_reason
+        if reason is None and self.trainable.wants_training(self.core.bars_seen):
+            reason = "schedule"
+        if reason is None:
+            return
+        self._retrain_reason = None
+        self.training = True
+        self._tg.start_soon(self._train, reason)
+
+    async def _train(self, reason: str) -> None:
+        assert self.trainable is not None
+        try:
+            await self.trainable.train_cycle(self.deps.train_ctx, self.core.history, reason)
+        finally:
+            self.training = False
+
     # -- observation ------------------------------------------------------------------
 
     def stats(self) -> ActorStats:
@@ -375,4 +417,5 @@ class SymbolActor:
             restarts=self.restarts,
             last_error=self.last_error,
             bar_to_order_ms=lat,
+            training=self.trainable.training_stats() if self.trainable is not None else None,
         )

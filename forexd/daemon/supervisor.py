@@ -43,6 +43,7 @@ from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.pidlock import PidLock
 from forexd.daemon.reconcile import reconcile
 from forexd.daemon.riskruntime import RiskRuntime
+from forexd.daemon.training import TrainContext
 from forexd.errors import ConfigError, DataError, first_leaf
 from forexd.feeds.frames import clip_frame, read_store
 from forexd.feeds.replay import ReplayFeed
@@ -135,6 +136,9 @@ class Daemon:
             store_candles=self.settings.feed.source != STORE_SOURCE,
             equity_every_bars=self.settings.equity_snapshot_every_bars,
             risk=self.risk,
+            train_ctx=TrainContext(
+                self.pool, self.paths, self.budget, self.writer, get_logger("trainer")
+            ),
         )
         await tg.start(self.lag.run)
         tg.start_soon(self._sample_threads)
@@ -301,6 +305,7 @@ class Daemon:
         self.control.register("stop", self._stop)
         self.control.register("ping", self._ping)
         self.control.register("version", self._version)
+        self.control.register("retrain", self._retrain)
         self.control.register("risk", self._risk)
         self.control.register("risk_resume", self._risk_resume)
 
@@ -336,6 +341,20 @@ class Daemon:
             for sym, a in self.actors.items()
             if a.last_bar is not None
         }
+
+    async def _retrain(self, args: dict[str, Any]) -> dict[str, Any]:
+        actor = self.actors.get(str(args.get("symbol", "")).upper())
+        if actor is None:
+            raise RequestError(
+                "bad_request",
+                f"unknown symbol {args.get('symbol')!r}; traded: {', '.join(self.actors)}",
+            )
+        if not actor.request_retrain("operator"):
+            raise RequestError(
+                "bad_request",
+                f"{actor.symbol} trades {actor.strategy.name}, which has no model to retrain",
+            )
+        return {"symbol": actor.symbol, "queued": True, "already_training": actor.training}
 
     async def _risk(self, args: dict[str, Any]) -> dict[str, Any]:
         if self.risk.gate is None:
