@@ -1,21 +1,33 @@
 """Walk-forward folds, out-of-sample scores, trading metrics and the errors users can hit."""
 
-# STYLE.md asks for asserts that read `expected == actual`; SIM300 calls that a Yoda condition.
-
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from forexd.models import (
     ConstantSeriesError,
+    CostModel,
+    FeatureError,
+    FitError,
     InsufficientDataError,
+    LabelError,
     ModelSpec,
     WalkForwardConfig,
+    WalkForwardResult,
+    trading_metrics,
     walk_forward,
+)
+from forexd.models.metrics import (
+    count_trades,
+    log_loss,
+    max_drawdown,
+    positions_from_proba,
+    sharpe_ratio,
 )
 from tests._fxdata import Dataset, labelled_dataset, one_thread
 
@@ -35,9 +47,26 @@ def data() -> Dataset:
     return labelled_dataset(1200)
 
 
-def _run(d: Dataset, config: WalkForwardConfig, spec: ModelSpec = LOGISTIC, **kw: object):  # type: ignore[no-untyped-def]
+def _run(
+    d: Dataset,
+    config: WalkForwardConfig,
+    spec: ModelSpec = LOGISTIC,
+    *,
+    x: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+    close: np.ndarray | None = None,
+    **kw: Any,
+) -> WalkForwardResult:
     return walk_forward(
-        spec, d.x, d.y, d.close, pip_size=PIP, config=config, n_jobs=1, seed=0, **kw  # type: ignore[arg-type]
+        spec,
+        d.x if x is None else x,
+        d.y if y is None else y,
+        d.close if close is None else close,
+        pip_size=PIP,
+        config=config,
+        n_jobs=1,
+        seed=0,
+        **kw,
     )
 
 
@@ -96,9 +125,7 @@ def test_progress_is_reported_after_each_fold(data: Dataset) -> None:
 def test_gru_folds_use_earlier_rows_as_context(data: Dataset) -> None:
     """A sequence model predicts every test row (its context comes from before the fold)."""
     pytest.importorskip("torch", reason="torch models need the forexd[torch] extra")
-    spec = ModelSpec(
-        kind="gru", hyperparameters={"window": 6, "hidden_size": 4, "max_epochs": 1}
-    )
+    spec = ModelSpec(kind="gru", hyperparameters={"window": 6, "hidden_size": 4, "max_epochs": 1})
     config = WalkForwardConfig(lookback_candles=800, n_folds=2, test_size=100)
     result = _run(data, config, spec=spec)
     assert [100, 100] == [f.labelled_test_rows for f in result.folds]
@@ -124,11 +151,104 @@ def test_too_little_training_data_for_the_folds(data: Dataset) -> None:
 @pytest.mark.needs_shared
 def test_constant_series_is_refused(data: Dataset) -> None:
     """A close that never moves is reported before any model is fitted."""
-    flat = Dataset(data.x, data.y, np.full_like(data.close, 1.1), *vars(data).values().__iter__().__class__(list(vars(data).values())[3:]))  # noqa: E501
-    del flat
-    close = np.full_like(data.close, 1.1)
     config = WalkForwardConfig(lookback_candles=800, n_folds=2)
     with pytest.raises(ConstantSeriesError, match="constant"):
-        walk_forward(
-            LOGISTIC, data.x, data.y, close, pip_size=PIP, config=config, n_jobs=1, seed=0
-        )
+        _run(data, config, close=np.full_like(data.close, 1.1))
+
+
+@pytest.mark.needs_shared
+def test_one_class_labels_are_refused(data: Dataset) -> None:
+    """Labels of one class over the window cannot be evaluated."""
+    y = np.where(np.isfinite(data.y), 1.0, np.nan)
+    config = WalkForwardConfig(lookback_candles=800, n_folds=2)
+    with pytest.raises(LabelError, match="fewer than two classes"):
+        _run(data, config, y=y)
+
+
+@pytest.mark.needs_shared
+def test_nan_after_warmup_names_the_row(data: Dataset) -> None:
+    """A hole in the features inside the window is reported with its row."""
+    x = data.x.copy()
+    x[1000, 3] = np.nan
+    config = WalkForwardConfig(lookback_candles=800, n_folds=2)
+    with pytest.raises(FeatureError, match="row 1000, column 3"):
+        _run(data, config, x=x)
+
+
+@pytest.mark.needs_shared
+def test_labelled_last_row_is_refused_as_lookahead(data: Dataset) -> None:
+    """A label on the final row can only have come from the future."""
+    y = data.y.copy()
+    y[-1] = 1.0
+    config = WalkForwardConfig(lookback_candles=800, n_folds=2)
+    with pytest.raises(LabelError, match="last row has a label"):
+        _run(data, config, y=y)
+
+
+@pytest.mark.needs_shared
+def test_model_failure_names_the_fold_and_kind(data: Dataset) -> None:
+    """A fold whose model does not converge fails with the fold and the model kind."""
+    spec = ModelSpec(kind="logistic", hyperparameters={"max_iter": 10})
+    config = WalkForwardConfig(lookback_candles=800, n_folds=2)
+    with pytest.raises(FitError, match=r"walk-forward fold 1/2: logistic: did not converge"):
+        _run(data, config, spec=spec)
+
+
+def test_config_rejects_folds_that_fill_the_lookback() -> None:
+    """Test folds that cover the whole lookback leave nothing to train on."""
+    with pytest.raises(ValueError, match="leaves no training rows"):
+        WalkForwardConfig(lookback_candles=500, n_folds=5, test_size=100)
+
+
+def test_always_long_on_a_rising_series_earns_the_move_minus_costs() -> None:
+    """One round trip: compounded return of the price ratio, less spread and commission."""
+    close = np.array([1.0, 1.01, 1.02, 1.03])
+    costs = CostModel(spread_pips=2.0, pip_size=PIP, commission_per_million=50.0)
+    m = trading_metrics(np.ones(3), close, costs)
+    entry = 0.5 * 2 * PIP / 1.0 + 50e-6
+    exit_ = 0.5 * 2 * PIP / 1.03 + 50e-6
+    gross = np.array([0.01, 0.01 / 1.01, 0.01 / 1.02])
+    net = gross - np.array([entry, 0.0, exit_])
+    assert np.prod(1 + net) - 1 == pytest.approx(m.total_return, rel=1e-12)
+    assert 1 == m.trades
+    assert 1.0 == m.exposure
+    assert entry + exit_ == pytest.approx(m.costs)
+    assert 0.0 == m.max_drawdown
+
+
+def test_flat_positions_score_zero() -> None:
+    """Never trading gives no return, no trades, no drawdown and a Sharpe of 0."""
+    m = trading_metrics(np.zeros(5), np.linspace(1.0, 1.5, 6), CostModel(spread_pips=1.0))
+    assert (0.0, 0, 0.0, 0.0) == (m.total_return, m.trades, m.max_drawdown, m.sharpe)
+
+
+def test_drawdown_sharpe_and_trade_count() -> None:
+    """Peak-to-trough, annualised Sharpe and openings match hand computation."""
+    returns = np.array([0.1, -0.5, 0.2])
+    assert 0.5 == pytest.approx(max_drawdown(returns))
+    expected = np.mean(returns) / np.std(returns, ddof=1) * np.sqrt(252)
+    assert expected == pytest.approx(sharpe_ratio(returns, 252))
+    assert 3 == count_trades(np.array([0, 1, 1, -1, 0, 0, -1, -1.0]))
+
+
+def test_policy_goes_long_short_or_flat_by_threshold() -> None:
+    """P(up) and P(down) above their thresholds decide; NaN rows stay flat."""
+    proba = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.4, 0.2, 0.4], [np.nan, np.nan, np.nan]])
+    classes = np.array([-1, 0, 1])
+    positions = positions_from_proba(proba, classes, long_threshold=0.6, short_threshold=0.55)
+    np.testing.assert_array_equal([1.0, -1.0, 0.0, 0.0], positions)
+    binary = positions_from_proba(
+        np.array([[0.3, 0.7]]), np.array([0, 1]), long_threshold=0.5, short_threshold=0.5
+    )
+    np.testing.assert_array_equal([1.0], binary)
+
+
+def test_log_loss_matches_scikit_learn() -> None:
+    """Our log loss equals sklearn's on the same probabilities."""
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(3), size=200)
+    y = rng.choice([-1.0, 0.0, 1.0], size=200)
+    expected = sk_log_loss(y, proba, labels=[-1, 0, 1])
+    assert expected == pytest.approx(log_loss(y, proba, np.array([-1, 0, 1])), rel=1e-12)

@@ -1,0 +1,52 @@
+"""Where torch models run: CUDA when it is there, else the CPU.
+
+``torch.cuda.is_available()`` asks the driver without creating a CUDA context, so calling
+this before the runtime decides to spawn worker processes does not make ``fork`` unsafe.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from forexd.models.errors import ModelError
+
+
+def choose_device(preferred: str = "auto") -> str:
+    """Resolve a device name for torch models.
+
+    Args:
+        preferred: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns:
+        ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        ModelError: an unknown name, or CUDA asked for where torch or a GPU is missing.
+    """
+    name = preferred.strip().lower()
+    if name == "cpu":
+        return "cpu"
+    if name not in {"auto", "cuda"} and not name.startswith("cuda:"):
+        raise ModelError(f"device {preferred!r} is not one of auto, cpu, cuda, cuda:N")
+    if importlib.util.find_spec("torch") is None:
+        if name == "auto":
+            return "cpu"
+        raise ModelError(
+            f"device {preferred!r} needs PyTorch with CUDA; install it or use device='cpu'"
+        )
+    import torch
+
+    if not torch.cuda.is_available():
+        if name == "auto":
+            return "cpu"
+        raise ModelError(f"device {preferred!r}: no CUDA GPU is available; use device='cpu'")
+    if name == "auto":
+        return "cuda"
+    if name.startswith("cuda:"):
+        index = name.removeprefix("cuda:")
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise ModelError(
+                f"device {preferred!r}: this machine has {torch.cuda.device_count()} CUDA "
+                "device(s), numbered from 0"
+            )
+    return name
