@@ -32,6 +32,7 @@ from forexd.daemon.logsetup import configure_logging
 from forexd.daemon.paths import resolve_paths
 from forexd.daemon.runner import event_loop_options
 from forexd.daemon.supervisor import Daemon
+from forexd.risk import RiskLimits
 
 
 def _symbols(symbols: tuple[str, ...], strategy: dict[str, int]) -> list[dict[str, Any]]:
@@ -49,6 +50,10 @@ def replay_throughput(symbols: tuple[str, ...], limit_end: str | None) -> dict[s
         settings.feed.speed = 0
         settings.feed.end = limit_end
         settings.symbols = _symbols(symbols, {"fast": 10, "slow": 20})  # type: ignore[assignment]
+        # Measure the path, not the risk rules: a daily-loss stop would cut the order count.
+        settings.risk = RiskLimits(
+            daily_loss_limit_usd=None, max_drawdown=None, max_orders_per_minute=None
+        )
         daemon = Daemon(settings, resolve_paths(settings), exit_when_done=True)
         anyio.run(daemon.run, backend="asyncio", backend_options=event_loop_options())
         assert daemon.ready_at is not None
@@ -154,7 +159,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one month of M1 instead of a year")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    configure_logging("warning", "json")
+    configure_logging("error", "json")
     end = "2017-02-01" if args.quick else None
     results = {
         "machine": machine(),

@@ -23,11 +23,11 @@ from forexd.actors.core import OrderGate, SymbolCore
 from forexd.brokers.base import Broker
 from forexd.domain import Bar, Fill, Order, OrderStatus, Position, get_instrument, ns_to_iso
 from forexd.errors import BrokerError
-from forexd.feeds.base import Feed
+from forexd.feeds.base import ChunkedFeed, Feed
 from forexd.storage.db import StorageWriter, now_ns, open_sync
 from forexd.strategies.base import Strategy, Trainable
 
-INBOX_BARS = 1024
+INBOX_MESSAGES = 64  # a message is one bar, or a chunk of bars at full replay speed
 LATENCY_SAMPLES = 10_000
 
 SQL_CANDLE = (
@@ -184,7 +184,7 @@ class SymbolActor:
         after_ts = self._restore()
         if self.trainable is not None:
             await anyio.to_thread.run_sync(self.trainable.restore, self.deps.train_ctx)
-        send, recv = anyio.create_memory_object_stream[Bar](INBOX_BARS)
+        send, recv = anyio.create_memory_object_stream[list[Bar]](INBOX_MESSAGES)
         self.state = "running" if not self.core.paused else "paused"
         self.log.info(
             "actor_started",
@@ -203,15 +203,24 @@ class SymbolActor:
         self.log.info("feed_exhausted", bars_seen=self.core.bars_seen)
         self.done.set()
 
-    async def _pump(self, send: MemoryObjectSendStream[Bar], after_ts: int | None) -> None:
+    async def _pump(self, send: MemoryObjectSendStream[list[Bar]], after_ts: int | None) -> None:
+        feed = self.deps.feed
         async with send:
-            async for bar in self.deps.feed.bars(self.symbol, after_ts):
-                await send.send(bar)
+            if isinstance(feed, ChunkedFeed):
+                async for chunk in feed.chunks(self.symbol, after_ts):
+                    await send.send(chunk)
+            else:
+                async for bar in feed.bars(self.symbol, after_ts):
+                    await send.send([bar])
 
-    async def _consume(self, recv: MemoryObjectReceiveStream[Bar]) -> None:
+    async def _consume(self, recv: MemoryObjectReceiveStream[list[Bar]]) -> None:
         async with recv:
-            async for bar in recv:
-                await self.on_bar(bar)
+            async for chunk in recv:
+                for bar in chunk:
+                    await self.on_bar(bar)
+                # Progress once per message: a crash replays at most one chunk, and every
+                # decision in it is idempotent (deterministic client ids).
+                self._write_progress()
 
     # -- per bar ----------------------------------------------------------------------
 
@@ -256,7 +265,6 @@ class SymbolActor:
                     bar.volume,
                 ),
             )
-        deps.writer.submit(SQL_PROGRESS, (self.symbol, bar.ts, self.core.bars_seen))
         if fills or self.core.bars_seen % deps.equity_every_bars == 0:
             await self._snapshot_equity(bar.ts)
 

@@ -87,7 +87,10 @@ class PaperBroker:
                 (now_ns(), "duplicate_submit", order.symbol, order.client_id),
             )
             return []
-        await self._writer.execute(
+        # Not awaited: the order row the actor wrote *before* calling us is the durable
+        # record; this one rides the same FIFO writer, so it can never be on disk without
+        # it, and if it is lost in a crash, reconciliation sees "never reached the broker".
+        self._writer.submit(
             "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -126,7 +129,8 @@ class PaperBroker:
                     "UPDATE paper_orders SET status = ? WHERE client_id = ?",
                     (OrderStatus.FILLED.value, fill.client_id),
                 )
-            await self._writer.flush()
+        # No flush: the actor records these fills through the same FIFO writer, so the
+        # book and the fills table always reach the disk together or not at all.
         return fills
 
     async def lookup_order(self, client_id: str) -> BrokerOrderState | None:
