@@ -16,10 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from forexd import __version__
+from forexd.cli_service import add_service_commands, dispatch_service
 from forexd.errors import ForexdError
 
-CTL_COMMANDS = ("status", "stop", "ping", "version", "risk", "retrain")
+CTL_COMMANDS = (
+    "status",
+    "stop",
+    "ping",
+    "version",
+    "risk",
+    "retrain",
+    "pause",
+    "resume",
+    "flatten",
+    "reload",
+    "logs",
+)
 IMPORT_FORMATS = ("auto", "histdata", "oanda-lean", "csv")
+LOGS_POLL_S = 0.5
 
 
 def _add_location(p: argparse.ArgumentParser) -> None:
@@ -55,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="risk: `resume [SYMBOL]` lifts halted/reducing (needs --note)",
     )
     ctl.add_argument("--note", help="who and why, for audited operator actions")
+    ctl.add_argument("--yes", action="store_true", help="flatten: confirm closing positions")
+    ctl.add_argument("--follow", action="store_true", help="logs: keep printing new lines")
+    ctl.add_argument("--symbol", help="logs: only this symbol's lines")
     ctl.add_argument("--json", action="store_true", help="machine-readable output")
     _add_location(ctl)
 
@@ -82,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--json", action="store_true")
     _add_location(imp)
+
+    add_service_commands(sub)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -116,6 +135,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_config_check(args)
     if args.command == "risk":
         return _cmd_risk(args)
+    if args.command == "service":
+        return dispatch_service(args)
     raise AssertionError(args.command)  # argparse rejects unknown commands first
 
 
@@ -131,15 +152,40 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from forexd.config import load_settings
+    from forexd.daemon.logfile import RotatingLogFile
     from forexd.daemon.logsetup import configure_logging
     from forexd.daemon.paths import resolve_paths
+    from forexd.daemon.redact import RedactSecrets
     from forexd.daemon.runner import run_daemon
 
-    settings = _settings(args, log_format=args.log_format)
-    if args.speed is not None:
-        settings.feed.speed = args.speed
-    configure_logging(settings.log_level, settings.log_format)
-    run_daemon(settings, resolve_paths(settings), exit_when_done=args.exit_when_done)
+    overrides = {
+        "data_dir": args.data_dir,
+        "runtime_dir": args.runtime_dir,
+        "log_format": args.log_format,
+        "feed.speed": args.speed,
+    }
+    settings = load_settings(args.config, **overrides)
+    paths = resolve_paths(settings)
+    secrets = [settings.broker.oanda.token.get_secret_value(), settings.broker.oanda.account_id]
+    log_file = None
+    if settings.log_file is not None:
+        log_file = RotatingLogFile(
+            settings.log_file, int(settings.log_file_max_mb * 2**20), settings.log_file_backups
+        )
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        extra_processors=[RedactSecrets(s for s in secrets if s)],
+        log_file=log_file,
+    )
+    run_daemon(
+        settings,
+        paths,
+        exit_when_done=args.exit_when_done,
+        config_path=args.config,
+        overrides=overrides,
+    )
     return 0
 
 
@@ -149,6 +195,8 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
 
     paths = resolve_paths(_settings(args))
     cmd, payload = _ctl_request(args)
+    if cmd == "logs":
+        return _ctl_logs(paths, payload, follow=args.follow, as_json=args.json)
     result = request(paths, cmd, payload)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -159,6 +207,35 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(result))
     return 0
+
+
+def _ctl_logs(paths: Any, payload: dict[str, Any], *, follow: bool, as_json: bool) -> int:
+    """Print the daemon's recent log lines; with ``follow``, keep polling for new ones."""
+    import time
+
+    from forexd.daemon.control import request
+
+    since = 0
+    while True:
+        result = request(paths, "logs", {**payload, "since": since})
+        for line in result["lines"]:
+            if as_json:
+                print(json.dumps(line), flush=True)
+            else:
+                extra = " ".join(
+                    f"{k}={v}"
+                    for k, v in line.items()
+                    if k not in ("timestamp", "level", "event", "component")
+                )
+                print(
+                    f"{line.get('timestamp', '')} {line.get('level', ''):7} "
+                    f"{line.get('component', '')}: {line.get('event', '')} {extra}",
+                    flush=True,
+                )
+        since = result["last"]
+        if not follow:
+            return 0
+        time.sleep(LOGS_POLL_S)  # a client poll interval, not a wait for an event
 
 
 def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -172,10 +249,21 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             raise ConfigError('ctl risk resume needs --note "who and why" for the audit log')
         symbol = args.rest[1].upper() if len(args.rest) == 2 else None
         return "risk_resume", {"symbol": symbol, "note": args.note}
-    if args.action == "retrain":
+    if args.action in ("retrain", "pause", "resume"):
         if len(args.rest) != 1:
-            raise ConfigError("usage: forexd ctl retrain SYMBOL")
-        return "retrain", {"symbol": args.rest[0]}
+            raise ConfigError(f"usage: forexd ctl {args.action} SYMBOL")
+        return args.action, {"symbol": args.rest[0]}
+    if args.action == "flatten":
+        if len(args.rest) > 1:
+            raise ConfigError("usage: forexd ctl flatten [SYMBOL] --yes")
+        if not args.yes:
+            raise ConfigError("flatten closes positions at market; add --yes to confirm")
+        payload: dict[str, Any] = {"confirm": True}
+        if args.rest:
+            payload["symbol"] = args.rest[0]
+        return "flatten", payload
+    if args.action == "logs":
+        return "logs", {"symbol": args.symbol.upper()} if args.symbol else {}
     if args.rest:
         raise ConfigError(f"ctl {args.action} takes no arguments (got {' '.join(args.rest)})")
     return args.action, {}

@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     runtime_dir: Path | None = Field(None, description="ctl.sock and forexd.pid")
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
+    log_file: Path | None = Field(None, description="also write JSON logs here, rotated by size")
+    log_file_max_mb: float = Field(10.0, gt=0, description="rotate the log file at this size")
+    log_file_backups: int = Field(5, ge=1, le=100, description="rotated files kept")
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     equity_snapshot_every_bars: int = Field(
         60, ge=1, description="bars between equity snapshots (each fill adds one too)"
@@ -258,7 +261,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         settings = Settings(**raw)
         for key, value in overrides.items():
             if value is not None:
-                setattr(settings, key, value)
+                *parents, leaf = key.split(".")  # "feed.speed" sets [feed] speed
+                target: Any = settings
+                for part in parents:
+                    target = getattr(target, part)
+                setattr(target, leaf, value)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin)) from None
     for i, sym in enumerate(settings.symbols):

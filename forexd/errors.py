@@ -67,3 +67,11 @@ class RiskStateError(ForexdError):
     """The risk state file is corrupt, from another account or of an unknown schema."""
 
     exit_code = 5
+
+
+class OrderOutcomeUnknownError(ForexdError):
+    """An order may or may not have been placed, and the broker could not be asked which.
+
+    Not a :class:`BrokerError`: the order stays pending (it counts as in flight) until a
+    lookup resolves it; it is never re-sent blindly.
+    """

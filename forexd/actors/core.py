@@ -67,6 +67,27 @@ class SymbolCore:
         self.denials = 0
         self.last_denial: str | None = None
 
+    def replace_strategy(self, strategy: Strategy) -> None:
+        """Swap the strategy (hot reload), keeping the bars already seen."""
+        self.strategy = strategy
+        capacity = max(strategy.warmup_bars, 1) + HISTORY_SLACK_BARS
+        old = self.history
+        if capacity == old.capacity or old.last is None:
+            self.history = BarHistory(self.instrument, capacity) if old.last is None else old
+            return
+        new = BarHistory(self.instrument, capacity)
+        symbol = old.last.symbol
+        for t, o, h, lo, c in zip(
+            old.times().tolist(),
+            old.opens().tolist(),
+            old.highs().tolist(),
+            old.lows().tolist(),
+            old.closes().tolist(),
+            strict=True,
+        ):
+            new.append(Bar(symbol, t, o, h, lo, c))
+        self.history = new
+
     def warm(self, bar: Bar) -> None:
         """Add a historical bar without deciding (restart warm-up)."""
         self.history.append(bar)

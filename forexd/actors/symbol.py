@@ -22,7 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from forexd.actors.core import OrderGate, SymbolCore
 from forexd.brokers.base import Broker
 from forexd.domain import Bar, Fill, Order, OrderStatus, Position, get_instrument, ns_to_iso
-from forexd.errors import BrokerError
+from forexd.errors import BrokerError, OrderOutcomeUnknownError
 from forexd.feeds.base import ChunkedFeed, Feed
 from forexd.storage.db import StorageWriter, now_ns, open_sync
 from forexd.strategies.base import Strategy, Trainable
@@ -129,6 +129,8 @@ class SymbolActor:
         self._known_orders: dict[str, str] = {}
         self._latency_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
         self.done = anyio.Event()
+        self.scope = anyio.CancelScope()  # cancelled to stop this actor for good
+        self.paused = False  # survives restarts of the actor (the core is rebuilt)
         self.trainable: Trainable | None = strategy if isinstance(strategy, Trainable) else None
         self.training = False
         self._retrain_reason: str | None = None
@@ -141,6 +143,7 @@ class SymbolActor:
         conn = open_sync(self.deps.db_path)
         try:
             self.core = SymbolCore(self.instrument, self.strategy, self.deps.risk)
+            self.core.paused = self.paused
             self.position = Position(self.symbol)
             for row in conn.execute(
                 "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
@@ -297,6 +300,11 @@ class SymbolActor:
         self._known_orders[order.client_id] = OrderStatus.PENDING.value
         try:
             fills = await self.deps.broker.submit(order)
+        except OrderOutcomeUnknownError as exc:
+            # Maybe placed, maybe not: it stays pending (counted as in flight) until the
+            # broker's lookups or the next reconciliation resolve it. Never resent.
+            self.log.error("order_outcome_unknown", client_id=order.client_id, error=str(exc))
+            return
         except BrokerError as exc:
             self.orders_rejected += 1
             self.core.on_reject(order)
@@ -362,6 +370,40 @@ class SymbolActor:
             self.deps.writer.submit(
                 SQL_PROGRESS, (self.symbol, self.last_bar.ts, self.core.bars_seen)
             )
+
+    # -- operator ---------------------------------------------------------------------
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (no new decisions) or resume; fills and bars keep being processed."""
+        self.paused = self.core.paused = paused
+        if self.state in ("running", "paused"):
+            self.state = "paused" if paused else "running"
+        self.log.warning(
+            "actor_paused" if paused else "actor_resumed", position_units=self.position.units
+        )
+
+    async def flatten(self) -> dict[str, Any]:
+        """Pause and send the order that closes the position (written ahead, as always)."""
+        self.set_paused(True)
+        held = self.core.position_units + self.core.pending_units
+        result: dict[str, Any] = {"symbol": self.symbol, "units": -held, "client_id": None}
+        if held == 0 or self.last_bar is None:
+            return result
+        seq = 1  # the strategy's own order on a bar is seq 0
+        while Order.make_client_id(self.symbol, self.last_bar.ts, seq) in self._known_orders:
+            seq += 1
+        order = Order(
+            Order.make_client_id(self.symbol, self.last_bar.ts, seq),
+            self.symbol,
+            -held,
+            self.last_bar.ts,
+            time.time_ns(),
+            "operator flatten",
+        )
+        self.core.pending_units += order.units
+        await self._send_order(order)
+        result["client_id"] = order.client_id
+        return result
 
     # -- training -----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections import deque
 from collections.abc import MutableMapping
-from typing import Any, Literal
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 
@@ -25,12 +25,23 @@ class RingBuffer:
     """A structlog processor that remembers the last events (before rendering)."""
 
     def __init__(self, size: int = LOG_RING_LINES) -> None:
-        self.lines: deque[dict[str, Any]] = deque(maxlen=size)
+        self.lines: deque[tuple[int, dict[str, Any]]] = deque(maxlen=size)
+        self.seq = 0
 
     def __call__(self, logger: Any, method: str, event_dict: EventDict) -> EventDict:
         """Copy the event into the ring and pass it on unchanged."""
-        self.lines.append(dict(event_dict))
+        self.seq += 1
+        self.lines.append((self.seq, dict(event_dict)))
         return event_dict
+
+    def since(
+        self, seq: int, symbol: str | None = None, limit: int = 200
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Lines after ``seq`` (optionally of one symbol), at most ``limit``, and the last seq."""
+        out = [
+            ev for n, ev in self.lines if n > seq and (symbol is None or ev.get("symbol") == symbol)
+        ]
+        return self.seq, out[-limit:]
 
 
 RING = RingBuffer()
@@ -47,10 +58,33 @@ def _default_component(logger: Any, method: str, event_dict: EventDict) -> Event
     return event_dict
 
 
+class Tee:
+    """Writes every line to stdout and to a (rotating) log file."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        """Write to each stream."""
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush each stream."""
+        for stream in self.streams:
+            stream.flush()
+
+    def isatty(self) -> bool:
+        """Never a terminal (files get JSON)."""
+        return False
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
     extra_processors: list[Any] | None = None,
+    log_file: Any = None,
 ) -> None:
     """Configure structlog for the whole process (call once, from ``cli.py``).
 
@@ -59,7 +93,8 @@ def configure_logging(
         fmt: ``json``, ``console``, or ``auto`` (console only on a terminal).
         extra_processors: run before rendering (secret redaction goes here).
     """
-    json_out = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+    # A log file always gets JSON: files are read by programs, not people.
+    json_out = fmt == "json" or log_file is not None or (fmt == "auto" and not sys.stdout.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -77,7 +112,9 @@ def configure_logging(
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.lower()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(
+            sys.stdout if log_file is None else cast(TextIO, Tee(sys.stdout, log_file))
+        ),
         cache_logger_on_first_use=True,
     )
 

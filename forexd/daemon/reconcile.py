@@ -114,7 +114,8 @@ async def reconcile(
                 ),
             )
             log.warning("reconcile_fill_recovered", client_id=client_id, fill_id=fill.fill_id)
-        status = OrderStatus.FILLED if state.fills else OrderStatus.SUBMITTED
+        # The broker's word: an order it cancelled or rejected is final, not "submitted".
+        status = OrderStatus.FILLED if state.fills else state.status
         writer.submit(SQL_ORDER_STATUS, (status.value, None, now, client_id))
 
     at_broker = await broker.positions()

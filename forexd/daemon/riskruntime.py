@@ -171,6 +171,14 @@ class RiskRuntime:
             await anyio.sleep(PERSIST_EVERY_S)
             await anyio.to_thread.run_sync(self.persist_now)
 
+    def update_limits(self, limits: RiskLimits) -> None:
+        """New limits (hot reload); the state — days, peaks, halts — carries over."""
+        assert self.gate is not None
+        self.limits = limits
+        self.gate = RiskGate(limits, self.gate.snapshot())
+        self._persisted_version = -1
+        self.log.warning("risk_limits_changed", limits=limits.model_dump(mode="json"))
+
     # -- operator ------------------------------------------------------------------
 
     def resume(self, symbol: str | None, note: str) -> dict[str, Any]:

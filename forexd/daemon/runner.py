@@ -7,6 +7,7 @@ gives TaskGroup semantics on every supported Python, 3.10 included.
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,9 +23,21 @@ def event_loop_options() -> dict[str, Any]:
     return {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 
-def run_daemon(settings: Settings, paths: DaemonPaths, *, exit_when_done: bool = False) -> None:
-    """Run a daemon in this process until it stops (blocking)."""
-    daemon = Daemon(settings, paths, exit_when_done=exit_when_done)
+def run_daemon(
+    settings: Settings,
+    paths: DaemonPaths,
+    *,
+    exit_when_done: bool = False,
+    config_path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Run a daemon in this process until it stops (blocking).
+
+    ``config_path`` and ``overrides`` are kept so a reload re-reads the same sources.
+    """
+    daemon = Daemon(
+        settings, paths, exit_when_done=exit_when_done, config_path=config_path, overrides=overrides
+    )
     try:
         anyio.run(daemon.run, backend="asyncio", backend_options=event_loop_options())
     except BaseException as exc:

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections import deque
-from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,18 @@ from forexd.brokers.paper import PaperBroker
 from forexd.config import BUNDLED_SOURCE, STORE_SOURCE, Settings, SymbolConfig
 from forexd.daemon import resources
 from forexd.daemon.compute import ComputePool
-from forexd.daemon.control import ControlServer, RequestError
+from forexd.daemon.control import ControlServer
+from forexd.daemon.handlers import register_handlers
 from forexd.daemon.logsetup import get_logger
 from forexd.daemon.looplag import LoopLagMonitor
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.pidlock import PidLock
 from forexd.daemon.reconcile import reconcile
+from forexd.daemon.reload import apply_reload
 from forexd.daemon.riskruntime import RiskRuntime
+from forexd.daemon.sdnotify import Notifier, watchdog_task
 from forexd.daemon.training import TrainContext
-from forexd.errors import ConfigError, DataError, first_leaf
+from forexd.errors import ConfigError, DataError, ForexdError, first_leaf
 from forexd.feeds.frames import clip_frame, read_store
 from forexd.feeds.replay import ReplayFeed
 from forexd.risk import Holding
@@ -52,15 +55,27 @@ from forexd.storage.db import StorageWriter
 from forexd.strategies import build_strategy
 
 THREAD_SAMPLE_S = 1.0
+WATCHDOG_MAX_LAG_S = 10.0  # a loop stalled longer than this stops feeding systemd's watchdog
 
 
 class Daemon:
     """One running forexd; see the module note."""
 
-    def __init__(self, settings: Settings, paths: DaemonPaths, *, exit_when_done: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        paths: DaemonPaths,
+        *,
+        exit_when_done: bool = False,
+        config_path: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.paths = paths
         self.exit_when_done = exit_when_done
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.notifier = Notifier.from_env(unset_environment=True)
         self.log = get_logger("supervisor")
         self.state = "starting"
         self.started_at = time.time()
@@ -83,8 +98,9 @@ class Daemon:
             settings.risk, paths.risk_state, paths.db, settings.account_id, get_logger("risk")
         )
         self.broker: Broker | None = None
+        self._api: Any = None  # the OANDA client, shared by broker and feed
         self._pidlock = PidLock(paths.pidfile)
-        self._process = psutil.Process()
+        self.process = psutil.Process()
 
     # -- top level --------------------------------------------------------------------
 
@@ -120,13 +136,13 @@ class Daemon:
             thread_caps=caps if isinstance(caps, dict) else str(caps),
         )
         await tg.start(self.writer.run)
-        broker = self._make_broker()
+        broker = await self._make_broker(tg)
         self.broker = broker
         await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
         await anyio.to_thread.run_sync(self.risk.load)
-        self.risk.bind(self._holdings)
+        self.risk.bind(self.holdings)
         tg.start_soon(self.risk.persist_loop)
-        feed = self._make_feed()
+        feed = self.feed = await self._make_feed(tg)
         deps = ActorDeps(
             writer=self.writer,
             broker=broker,
@@ -144,10 +160,16 @@ class Daemon:
         tg.start_soon(self._sample_threads)
         self._actor_tg_scope = anyio.CancelScope()
         await tg.start(self._run_actors, deps)
-        self._register_handlers()
+        register_handlers(self)
         await tg.start(self.control.serve)
+        tg.start_soon(
+            partial(
+                watchdog_task, self.notifier, self.lag.recent_max_s, max_lag_s=WATCHDOG_MAX_LAG_S
+            )
+        )
         self.state = "running"
         self.ready_at = time.time()
+        self.notifier.ready(f"trading {len(self.actors)} symbol(s)")
         self.log.info(
             "ready",
             startup_s=round(self.ready_at - self.started_at, 3),
@@ -156,21 +178,43 @@ class Daemon:
             hint=f"forexd ctl status --data-dir {self.paths.data_dir}",
         )
 
-    def _make_broker(self) -> Broker:
+    async def _make_broker(self, tg: TaskGroup) -> Broker:
         cfg = self.settings.broker
         if cfg.kind == "paper":
             costs = CostModel(cfg.spread_pips, cfg.slippage_pips, cfg.commission_per_million)
             return PaperBroker.restore(self.paths.db, self.writer, cfg.initial_balance, costs)
-        raise ConfigError(f'broker.kind = {cfg.kind!r} is not available in this build; use "paper"')
+        from forexd.brokers.oanda import OandaBroker  # httpx only when trading live
 
-    def _make_feed(self) -> ReplayFeed:
+        broker = OandaBroker(self._oanda_api())
+        await broker.verify()  # token, account and currency before anything trades
+        return broker
+
+    def _oanda_api(self) -> Any:
+        if self._api is None:
+            from forexd.brokers.oanda_api import OandaApi
+
+            if not self.settings.broker.oanda.account_id:
+                raise ConfigError(
+                    "broker.oanda.account_id is empty; set it (and the token, "
+                    "best via FOREXD_BROKER__OANDA__TOKEN)"
+                )
+            self._api = OandaApi.from_config(self.settings.broker.oanda)
+        return self._api
+
+    async def _make_feed(self, tg: TaskGroup) -> Any:
         fcfg = self.settings.feed
-        if fcfg.kind != "replay":
-            raise ConfigError(f'feed.kind = {fcfg.kind!r} is not available; use "replay"')
-        frames = {s.symbol: self._load_frame(s) for s in self.settings.active_symbols}
+        if fcfg.kind == "oanda":
+            from forexd.feeds.oanda import OandaFeed
+
+            feed = OandaFeed(
+                self._oanda_api(), [s.symbol for s in self.settings.active_symbols], fcfg.timeframe
+            )
+            await tg.start(feed.run)
+            return feed
+        frames = {s.symbol: self.load_frame(s) for s in self.settings.active_symbols}
         return ReplayFeed(frames, speed=fcfg.speed, max_sleep_s=fcfg.max_sleep_s)
 
-    def _load_frame(self, sym: SymbolConfig) -> pd.DataFrame:
+    def load_frame(self, sym: SymbolConfig) -> pd.DataFrame:
         from forexd.feeds import loaders  # file parsing only when replaying files
 
         fcfg = self.settings.feed
@@ -203,28 +247,56 @@ class Daemon:
     async def _run_actors(
         self, deps: ActorDeps, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        self._deps = deps
         with self._actor_tg_scope:
             async with anyio.create_task_group() as actors_tg:
+                self._actors_tg = actors_tg
                 for sym in self.settings.active_symbols:
-                    strategy = build_strategy(sym.strategy, sym.params, where=sym.symbol)
-                    actor = SymbolActor(sym.symbol, strategy, deps, self.log)
-                    self.actors[sym.symbol] = actor
-                    await actors_tg.start(self._supervise, actor)
+                    await self.start_actor(sym)
                 task_status.started()
                 if self.exit_when_done:
-                    for actor in self.actors.values():
-                        await actor.done.wait()
+                    while any(not a.done.is_set() for a in self.actors.values()):
+                        await next(
+                            a for a in self.actors.values() if not a.done.is_set()
+                        ).done.wait()
                     self.request_stop("all feeds exhausted")
+                await anyio.sleep_forever()
+
+    async def start_actor(self, sym: SymbolConfig) -> SymbolActor:
+        """Start (and supervise) the actor of one configured symbol."""
+        strategy = build_strategy(sym.strategy, sym.params, where=sym.symbol)
+        actor = SymbolActor(sym.symbol, strategy, self._deps, self.log)
+        self.actors[sym.symbol] = actor
+        await self._actors_tg.start(self._supervise, actor)
+        return actor
+
+    def stop_actor(self, symbol: str) -> None:
+        """Stop trading ``symbol`` (its position is kept, not closed)."""
+        actor = self.actors.pop(symbol)
+        actor.accepting_orders = False
+        actor.scope.cancel()
+        actor.log.warning(
+            "actor_stopped",
+            position_units=actor.position.units,
+            note="position kept; flatten it first if it should be closed",
+        )
 
     async def _supervise(
         self, actor: SymbolActor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run an actor; restart it with exponential backoff; park it as failed."""
-        cfg = self.settings.actors
+        with actor.scope:
+            await self._supervise_lives(actor, task_status)
+        if not actor.done.is_set():
+            actor.state = "stopped"
+            actor.done.set()
+
+    async def _supervise_lives(self, actor: SymbolActor, task_status: TaskStatus[None]) -> None:
         crashes: deque[float] = deque()
-        backoff = cfg.restart_backoff_s
+        backoff = self.settings.actors.restart_backoff_s
         reported = False
         while True:
+            cfg = self.settings.actors  # read each time: a reload may change it
             try:
                 async with anyio.create_task_group() as life:
                     await life.start(actor.run)
@@ -266,9 +338,16 @@ class Daemon:
     async def _watch_signals(self) -> None:
         if sys.platform == "win32":  # pragma: no cover - Windows stops via the service
             return
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 name = signal.Signals(signum).name
+                if signum == signal.SIGHUP:
+                    self.log.info("signal_received", signal=name)
+                    try:
+                        await self.reload()
+                    except ForexdError as exc:
+                        self.log.error("reload_rejected", reason=str(exc))
+                    continue
                 if self.stop_requested.is_set():
                     self.log.warning("forced_exit", signal=name)
                     os._exit(1)
@@ -284,6 +363,7 @@ class Daemon:
 
     async def _shutdown(self, tg: TaskGroup) -> None:
         self.state = "stopping"
+        self.notifier.stopping(f"stopping: {self.stop_reason}")
         self.log.info("stopping", reason=self.stop_reason)
         with anyio.move_on_after(self.settings.shutdown_timeout_s, shield=True) as scope:
             for actor in self.actors.values():
@@ -292,121 +372,35 @@ class Daemon:
             for actor in self.actors.values():
                 actor._write_progress()
             await self.writer.close()
+            if self._api is not None:
+                await self._api.aclose()
             if self.risk.gate is not None:
                 await anyio.to_thread.run_sync(self.risk.persist_now)
         if scope.cancelled_caught:
             self.log.error("shutdown_timeout", timeout_s=self.settings.shutdown_timeout_s)
         tg.cancel_scope.cancel()
 
-    # -- control ----------------------------------------------------------------------
+    # -- hot reload -------------------------------------------------------------------
 
-    def _register_handlers(self) -> None:
-        self.control.register("status", self._status)
-        self.control.register("stop", self._stop)
-        self.control.register("ping", self._ping)
-        self.control.register("version", self._version)
-        self.control.register("retrain", self._retrain)
-        self.control.register("risk", self._risk)
-        self.control.register("risk_resume", self._risk_resume)
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config and apply it without a restart (see :mod:`reload`).
 
-    async def _ping(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"pong": True, "state": self.state}
+        Raises:
+            ForexdError: the new config is invalid or changes what needs a restart; the
+                old configuration stays in force.
+        """
+        self.notifier.reloading()
+        try:
+            return await apply_reload(self)
+        finally:
+            self.notifier.ready(f"trading {len(self.actors)} symbol(s)")
 
-    async def _version(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"version": __version__, "python": sys.version.split()[0]}
+    # -- observation ------------------------------------------------------------------
 
-    async def _stop(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.request_stop("ctl stop")
-        return {"stopping": True}
-
-    def _risk_summary(self) -> dict[str, Any]:
-        if self.risk.gate is None:
-            return {}
-        stats = self.risk.report()["stats"]
-        return {
-            k: stats[k]
-            for k in (
-                "account_state",
-                "account_cause",
-                "symbol_states",
-                "denials",
-                "approvals",
-                "clipped",
-            )
-        }
-
-    def _holdings(self) -> dict[str, Holding]:
+    def holdings(self) -> dict[str, Holding]:
+        """Every symbol's position (held + in flight) and mark price, for the risk gate."""
         return {
             sym: Holding(a.core.position_units + a.core.pending_units, a.last_bar.close)
             for sym, a in self.actors.items()
             if a.last_bar is not None
-        }
-
-    async def _retrain(self, args: dict[str, Any]) -> dict[str, Any]:
-        actor = self.actors.get(str(args.get("symbol", "")).upper())
-        if actor is None:
-            raise RequestError(
-                "bad_request",
-                f"unknown symbol {args.get('symbol')!r}; traded: {', '.join(self.actors)}",
-            )
-        if not actor.request_retrain("operator"):
-            raise RequestError(
-                "bad_request",
-                f"{actor.symbol} trades {actor.strategy.name}, which has no model to retrain",
-            )
-        return {"symbol": actor.symbol, "queued": True, "already_training": actor.training}
-
-    async def _risk(self, args: dict[str, Any]) -> dict[str, Any]:
-        if self.risk.gate is None:
-            raise RequestError("not_ready", "risk state is not loaded yet")
-        return self.risk.report()
-
-    async def _risk_resume(self, args: dict[str, Any]) -> dict[str, Any]:
-        symbol, note = args.get("symbol"), args.get("note")
-        if symbol is not None and symbol not in self.actors:
-            raise RequestError(
-                "bad_request",
-                f"symbol {symbol!r} is not traded by this daemon; traded: {', '.join(self.actors)}",
-            )
-        if not isinstance(note, str) or not note.strip():
-            raise RequestError("bad_request", "a non-empty note is required (who and why)")
-        if self.risk.gate is None:
-            raise RequestError("not_ready", "risk state is not loaded yet")
-        try:
-            return await anyio.to_thread.run_sync(self.risk.resume, symbol, note)
-        except ValueError as exc:
-            raise RequestError("bad_request", str(exc)) from None
-
-    async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
-        if self.broker is None:
-            raise RequestError("not_ready", "daemon is still starting")
-        acct = await self.broker.account()
-        threads = self.threads.sample()
-        lag = self.lag.stats()
-        symbols = [asdict(a.stats()) for a in self.actors.values()]
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "state": self.state,
-            "data_dir": str(self.paths.data_dir),
-            "broker": getattr(self.broker, "name", "?"),
-            "budget": self.budget.to_dict(),
-            "compute": asdict(self.pool.stats()),
-            "threads": {"now": threads.now, "peak": threads.peak},
-            "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
-            "torch_imported": "torch" in sys.modules,
-            "loop_lag_ms": {"p50": lag.p50, "p99": lag.p99, "max": lag.max, "samples": lag.samples},
-            "storage": asdict(self.writer.stats()),
-            "control": {
-                "requests": self.control.requests,
-                "bad_requests": self.control.bad_requests,
-            },
-            "symbols": symbols,
-            "risk": self._risk_summary(),
-            "account": {
-                "balance": round(acct.balance, 2),
-                "equity": round(acct.equity, 2),
-                "unrealized_pnl": round(acct.unrealized_pnl, 2),
-            },
         }

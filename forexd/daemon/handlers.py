@@ -1,0 +1,215 @@
+"""Control-socket commands of a running daemon (the protocol is in docs/control-protocol.md).
+
+Each handler takes the request's ``args`` object and returns a JSON-ready result, or raises
+:class:`~forexd.daemon.control.RequestError` with a machine-readable code. Handlers only
+read snapshots or send the daemon's parts a request; they never block the loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from forexd import __version__
+from forexd.daemon.control import RequestError
+from forexd.daemon.logsetup import RING
+from forexd.errors import ForexdError
+
+if TYPE_CHECKING:
+    from forexd.actors.symbol import SymbolActor
+    from forexd.daemon.supervisor import Daemon
+
+LOGS_MAX_LINES = 1000
+
+
+def register_handlers(daemon: Daemon) -> None:
+    """Route every control command to its handler."""
+    h = Handlers(daemon)
+    for name in (
+        "status",
+        "stop",
+        "ping",
+        "version",
+        "retrain",
+        "risk",
+        "risk_resume",
+        "pause",
+        "resume",
+        "flatten",
+        "reload",
+        "logs",
+    ):
+        daemon.control.register(name, getattr(h, name))
+
+
+def _symbol_arg(args: dict[str, Any], *, required: bool = True) -> str | None:
+    value = args.get("symbol")
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise RequestError("bad_request", "args.symbol must be a symbol name such as EURUSD")
+    return value.replace("_", "").upper()
+
+
+class Handlers:
+    """The command implementations, bound to one daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    def _actor(self, symbol: str) -> SymbolActor:
+        actor = self.d.actors.get(symbol)
+        if actor is None:
+            raise RequestError(
+                "unknown_symbol",
+                f"{symbol} is not traded by this daemon; "
+                f"traded: {', '.join(self.d.actors) or 'none'}",
+            )
+        return actor
+
+    async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Liveness."""
+        return {"pong": True, "state": self.d.state}
+
+    async def version(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Versions of forexd and Python, and the protocol."""
+        from forexd.daemon.control import PROTOCOL_VERSION
+
+        return {
+            "version": __version__,
+            "python": sys.version.split()[0],
+            "protocol": PROTOCOL_VERSION,
+        }
+
+    async def stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Graceful shutdown."""
+        self.d.request_stop("ctl stop")
+        return {"stopping": True}
+
+    async def retrain(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Queue a training cycle for an ML symbol now."""
+        actor = self._actor(_symbol_arg(args) or "")
+        if not actor.request_retrain("operator"):
+            raise RequestError(
+                "bad_request",
+                f"{actor.symbol} trades {actor.strategy.name}, which has no model to retrain",
+            )
+        return {"symbol": actor.symbol, "queued": True, "already_training": actor.training}
+
+    async def risk(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Limits, usage and trading states."""
+        if self.d.risk.gate is None:
+            raise RequestError("not_ready", "risk state is not loaded yet")
+        return self.d.risk.report()
+
+    async def risk_resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Lift halted/reducing for the account or one symbol (audited)."""
+        symbol = _symbol_arg(args, required=False)
+        if symbol is not None:
+            self._actor(symbol)
+        note = args.get("note")
+        if not isinstance(note, str) or not note.strip():
+            raise RequestError("bad_request", "a non-empty note is required (who and why)")
+        if self.d.risk.gate is None:
+            raise RequestError("not_ready", "risk state is not loaded yet")
+        try:
+            result: dict[str, Any] = await anyio.to_thread.run_sync(
+                self.d.risk.resume, symbol, note
+            )
+        except ValueError as exc:
+            raise RequestError("bad_request", str(exc)) from None
+        return result
+
+    async def pause(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Stop opening new trades on a symbol (bars, fills and risk keep running)."""
+        actor = self._actor(_symbol_arg(args) or "")
+        actor.set_paused(True)
+        return {"symbol": actor.symbol, "paused": True, "position_units": actor.position.units}
+
+    async def resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Let a paused symbol trade again."""
+        actor = self._actor(_symbol_arg(args) or "")
+        actor.set_paused(False)
+        return {"symbol": actor.symbol, "paused": False}
+
+    async def flatten(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Pause and close the position of one symbol, or of all (needs confirm=true)."""
+        if args.get("confirm") is not True:
+            raise RequestError(
+                "confirm_required",
+                "flatten closes positions; send confirm=true (`forexd ctl flatten --yes`)",
+            )
+        symbol = _symbol_arg(args, required=False)
+        actors = [self._actor(symbol)] if symbol else list(self.d.actors.values())
+        results = []
+        for actor in actors:
+            results.append(await actor.flatten())
+        return {"flattened": results}
+
+    async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Re-read the config file and apply it (the old one stays if the new is bad)."""
+        try:
+            return await self.d.reload()
+        except ForexdError as exc:
+            raise RequestError("reload_rejected", str(exc)) from None
+
+    async def logs(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Recent log lines from the in-memory ring (``since`` for follow mode)."""
+        since = args.get("since", 0)
+        limit = args.get("limit", 200)
+        if not isinstance(since, int) or not isinstance(limit, int) or limit < 1:
+            raise RequestError("bad_request", "since and limit must be integers (limit >= 1)")
+        symbol = _symbol_arg(args, required=False)
+        last, lines = RING.since(since, symbol, min(limit, LOGS_MAX_LINES))
+        return {"last": last, "lines": lines}
+
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The whole status object (see docs/control-protocol.md)."""
+        d = self.d
+        if d.broker is None:
+            raise RequestError("not_ready", "daemon is still starting")
+        acct = await d.broker.account()
+        threads = d.threads.sample()
+        lag = d.lag.stats()
+        risk: dict[str, Any] = {}
+        if d.risk.gate is not None:
+            stats = d.risk.report()["stats"]
+            risk = {
+                k: stats[k]
+                for k in (
+                    "account_state",
+                    "account_cause",
+                    "symbol_states",
+                    "denials",
+                    "approvals",
+                    "clipped",
+                )
+            }
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - d.started_at, 3),
+            "state": d.state,
+            "data_dir": str(d.paths.data_dir),
+            "broker": getattr(d.broker, "name", "?"),
+            "budget": d.budget.to_dict(),
+            "compute": asdict(d.pool.stats()),
+            "threads": {"now": threads.now, "peak": threads.peak},
+            "rss_mb": round(d.process.memory_info().rss / 2**20, 1),
+            "torch_imported": "torch" in sys.modules,
+            "loop_lag_ms": {"p50": lag.p50, "p99": lag.p99, "max": lag.max, "samples": lag.samples},
+            "storage": asdict(d.writer.stats()),
+            "control": {"requests": d.control.requests, "bad_requests": d.control.bad_requests},
+            "symbols": [asdict(a.stats()) for a in d.actors.values()],
+            "risk": risk,
+            "account": {
+                "balance": round(acct.balance, 2),
+                "equity": round(acct.equity, 2),
+                "unrealized_pnl": round(acct.unrealized_pnl, 2),
+            },
+        }

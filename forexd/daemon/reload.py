@@ -1,0 +1,96 @@
+"""Hot reload (SIGHUP, ``ctl reload``): apply a changed config without a restart.
+
+The new file is loaded and validated completely, and every new strategy is built, before
+anything changes; any error rejects the whole reload and the old configuration stays.
+What can change live: symbols added (a new actor starts) or removed (its actor stops; the
+position is kept, never closed behind the operator's back), strategy and parameters (the
+actor keeps its bars and position), risk limits, actor restart policy, replay speed, log
+level. What needs a restart (data or runtime dir, broker, feed source, control transport,
+compute budget) is refused with the key named, so nothing half-applies.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from forexd.config import Settings, load_settings
+from forexd.daemon.paths import resolve_paths
+from forexd.errors import ConfigError
+from forexd.strategies import build_strategy
+
+if TYPE_CHECKING:
+    from forexd.daemon.supervisor import Daemon
+
+RESTART_ONLY = ("broker", "control", "compute", "runtime_dir", "data_dir")
+RESTART_ONLY_FEED = ("kind", "source", "format", "timeframe", "start", "end")
+
+
+def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
+    changed = [k for k in RESTART_ONLY if getattr(old, k) != getattr(new, k)]
+    changed += [
+        f"feed.{k}" for k in RESTART_ONLY_FEED if getattr(old.feed, k) != getattr(new.feed, k)
+    ]
+    return changed
+
+
+async def apply_reload(daemon: Daemon) -> dict[str, Any]:
+    """Validate the new configuration, then apply it; see the module note.
+
+    Raises:
+        ConfigError: invalid file, or a change that needs a restart.
+    """
+    old = daemon.settings
+    new = load_settings(daemon.config_path, **daemon.overrides)
+    if resolve_paths(new) != daemon.paths:
+        raise ConfigError("reload cannot move the data or runtime directory; restart instead")
+    blocked = _restart_only_changes(old, new)
+    if blocked:
+        raise ConfigError(
+            f"reload rejected: {', '.join(blocked)} changed, which needs a "
+            "restart; the running configuration is unchanged"
+        )
+    old_syms = {s.symbol: s for s in old.active_symbols}
+    new_syms = {s.symbol: s for s in new.active_symbols}
+    # Build every changed strategy first: a bad parameter must reject the whole reload.
+    rebuilt = {
+        sym: build_strategy(cfg.strategy, cfg.params, where=f"symbols ({sym})")
+        for sym, cfg in new_syms.items()
+        if sym in old_syms
+        and (cfg.strategy, cfg.params) != (old_syms[sym].strategy, old_syms[sym].params)
+    }
+    for sym, cfg in new_syms.items():
+        if (
+            sym not in old_syms
+            and cfg.data is None
+            and new.feed.source == "bundled"
+            and sym != "EURUSD"
+        ):
+            raise ConfigError(
+                f'symbols: {sym}: the bundled sample only has EURUSD; set data = "FILE" for it'
+            )
+
+    daemon.settings = new
+    for sym, strategy in rebuilt.items():
+        actor = daemon.actors[sym]
+        actor.strategy = strategy
+        actor.core.replace_strategy(strategy)
+        actor.log.info("strategy_reloaded", strategy=strategy.name, params=new_syms[sym].params)
+    removed = [s for s in old_syms if s not in new_syms and s in daemon.actors]
+    for sym in removed:
+        daemon.stop_actor(sym)
+    added = [s for s in new_syms if s not in old_syms]
+    for sym in added:
+        daemon.feed.frames[sym] = daemon.load_frame(new_syms[sym])
+        await daemon.start_actor(new_syms[sym])
+    if new.risk != old.risk:
+        daemon.risk.update_limits(new.risk)
+    daemon.feed.speed = new.feed.speed
+    daemon.feed.max_sleep_s = new.feed.max_sleep_s
+    result = {
+        "added": added,
+        "removed": removed,
+        "strategies_changed": sorted(rebuilt),
+        "risk_limits_changed": new.risk != old.risk,
+    }
+    daemon.log.info("reloaded", **result)
+    return result
