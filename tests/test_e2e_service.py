@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 from pathlib import Path
@@ -161,4 +160,4 @@ end = "2017-03-01"
     assert token not in text
     assert "1435156" not in text
     assert all(json.loads(line)["event"] for line in log.read_text().splitlines())
-    assert os.path.getsize(log) <= 4096
+    assert log.stat().st_size <= 4096
