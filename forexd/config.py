@@ -146,6 +146,18 @@ class ControlConfig(_Section):
     tcp_port: int = Field(0, ge=0, le=65535, description="0 = pick a free port")
 
 
+class MetricsConfig(_Section):
+    """Optional Prometheus endpoint (needs the ``metrics`` extra)."""
+
+    enabled: bool = False
+    host: str = Field(
+        "127.0.0.1",
+        description="loopback by default; another address only when set here explicitly",
+    )
+    port: int = Field(9108, ge=0, le=65535)
+    refresh_s: float = Field(1.0, gt=0, description="how often the scraped snapshot updates")
+
+
 def _default_symbols() -> list[SymbolConfig]:
     return [SymbolConfig(symbol="EURUSD", strategy="sma_cross", params={"fast": 10, "slow": 20})]
 
@@ -177,6 +189,7 @@ class Settings(BaseSettings):
     actors: ActorConfig = ActorConfig()
     control: ControlConfig = ControlConfig()
     risk: RiskLimits = RiskLimits()
+    metrics: MetricsConfig = MetricsConfig()
     symbols: list[SymbolConfig] = Field(default_factory=_default_symbols)
 
     @classmethod

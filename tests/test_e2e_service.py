@@ -161,3 +161,42 @@ end = "2017-03-01"
     assert "1435156" not in text
     assert all(json.loads(line)["event"] for line in log.read_text().splitlines())
     assert log.stat().st_size <= 4096
+
+
+def test_prometheus_endpoint_serves_daemon_metrics(
+    short_tmp: Path, daemon_factory: type[DaemonProc]
+) -> None:
+    """[metrics] enabled: a scrape of the loopback endpoint shows lag, threads, positions."""
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = write_config(
+        short_tmp / "c.toml",
+        PACED.format(
+            units=10000,
+            extra=f"""
+[metrics]
+enabled = true
+port = {port}
+refresh_s = 0.1
+""",
+        ),
+    )
+    d = daemon_factory(short_tmp / "data", cfg)
+    d.wait_for("metrics_listening")
+    d.wait_for("order_filled", symbol="EURUSD")
+    d.wait_for("order_filled", symbol="EURUSD")  # a refresh after the first fill
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        body = resp.read().decode()
+    for name in (
+        "forexd_loop_lag_seconds_bucket",
+        "forexd_os_threads",
+        "forexd_rss_bytes",
+        'forexd_bars_total{symbol="EURUSD"}',
+        'forexd_position_units{symbol="EURUSD"}',
+        "forexd_equity_usd",
+    ):
+        assert name in body
+    assert 0 == d.signal()

@@ -13,10 +13,8 @@ it is wider) and, on Linux, the peer's uid is checked with SO_PEERCRED.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import os
-import secrets
 import socket
 import struct
 import sys
@@ -30,6 +28,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from forexd.daemon.logsetup import get_logger
 from forexd.daemon.paths import DaemonPaths
+from forexd.daemon.tokenfile import read_token, tokens_match, write_token
 from forexd.errors import ControlError, DaemonNotRunningError
 
 PROTOCOL_VERSION = 1
@@ -114,8 +113,7 @@ class ControlServer:
             local_host=self.tcp_host, local_port=self.tcp_port
         )
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        self._token = secrets.token_urlsafe(32)
-        _write_private(self.paths.token, self._token)
+        self._token = write_token(self.paths.token)
         _write_private(self.paths.tcp_endpoint, f"{self.tcp_host} {port}\n")
         return listener
 
@@ -187,9 +185,7 @@ class ControlServer:
                 "bad_version",
                 f"protocol version {req.get('v')!r} unsupported; use {PROTOCOL_VERSION}",
             )
-        if self.transport == "tcp" and not hmac.compare_digest(
-            str(req.get("token", "")), self._token
-        ):
+        if self.transport == "tcp" and not tokens_match(self._token, req.get("token")):
             self.bad_requests += 1
             return _error(req_id, "forbidden", "missing or wrong token")
         cmd, args = req.get("cmd"), req.get("args", {})
@@ -261,7 +257,7 @@ def _connect(paths: DaemonPaths, payload: dict[str, Any], timeout_s: float) -> s
     if paths.tcp_endpoint.exists():
         try:
             host, port = paths.tcp_endpoint.read_text().split()
-            payload["token"] = paths.token.read_text().strip()
+            payload["token"] = read_token(paths.token)
             return socket.create_connection((host, int(port)), timeout=timeout_s)
         except (OSError, ValueError):
             raise not_running from None

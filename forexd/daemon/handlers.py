@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 LOGS_MAX_LINES = 1000
 
 
-def register_handlers(daemon: Daemon) -> None:
+def register_handlers(daemon: Daemon) -> Handlers:
     """Route every control command to its handler."""
     h = Handlers(daemon)
     for name in (
@@ -45,6 +45,7 @@ def register_handlers(daemon: Daemon) -> None:
         "logs",
     ):
         daemon.control.register(name, getattr(h, name))
+    return h
 
 
 def _symbol_arg(args: dict[str, Any], *, required: bool = True) -> str | None:

@@ -53,6 +53,10 @@ class LoopLagMonitor:
             return 0.0
         return max(list(self._samples)[-n:])
 
+    def samples_ms(self) -> list[float]:
+        """The kept samples in milliseconds (a copy)."""
+        return [v * 1000 for v in self._samples]
+
     def stats(self) -> LagStats:
         """Percentiles over the kept window."""
         if not self._samples:

@@ -40,6 +40,7 @@ from forexd.daemon.control import ControlServer
 from forexd.daemon.handlers import register_handlers
 from forexd.daemon.logsetup import get_logger
 from forexd.daemon.looplag import LoopLagMonitor
+from forexd.daemon.metrics import serve_metrics
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.pidlock import PidLock
 from forexd.daemon.reconcile import reconcile
@@ -160,8 +161,21 @@ class Daemon:
         tg.start_soon(self._sample_threads)
         self._actor_tg_scope = anyio.CancelScope()
         await tg.start(self._run_actors, deps)
-        register_handlers(self)
+        handlers = register_handlers(self)
         await tg.start(self.control.serve)
+        mcfg = self.settings.metrics
+        if mcfg.enabled:
+            tg.start_soon(
+                partial(
+                    serve_metrics,
+                    mcfg.host,
+                    mcfg.port,
+                    partial(handlers.status, {}),
+                    self.lag.samples_ms,
+                    mcfg.refresh_s,
+                    get_logger("metrics"),
+                )
+            )
         tg.start_soon(
             partial(
                 watchdog_task, self.notifier, self.lag.recent_max_s, max_lag_s=WATCHDOG_MAX_LAG_S
