@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test system-deps lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,20 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev]'
+	# torch (the `torch` extra) so the mlp/gru tests run: 2.13.0 is the CPU build served here.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev,torch]'
 	touch $@ $(VENV)/.installed
+
+# Tests that open the HTML report in Chromium and verify the systemd units need Debian's
+# chromium and systemd packages; install them when we can (root + apt-get), else they skip.
+system-deps:
+	@if command -v chromium >/dev/null && command -v systemd-analyze >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages chromium and systemd (for report and unit tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium systemd >/dev/null; \
+	else echo "note: chromium/systemd-analyze missing and cannot be installed; those tests skip"; fi
 
 ## demo: install forexd and run it on the embedded default (paper broker, bundled OANDA EURUSD H1)
 demo: $(VENV)/.installed
@@ -27,7 +39,7 @@ demo: $(VENV)/.installed
 	$(BIN)/forexd run --config examples/demo.toml --data-dir demo-data
 
 ## test: install the dev extras and run ruff, mypy and the whole test suite
-test: $(VENV)/.dev-installed lint typecheck pytest
+test: $(VENV)/.dev-installed system-deps lint typecheck pytest
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check forexd tests benchmarks

@@ -42,8 +42,13 @@ def _add_location(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime-dir", type=Path, help="socket/pid directory (default DATA/run)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (choices come from the registries they describe)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser (choices come from the registries they describe).
+
+    Args:
+        command: the sub-command being run; heavy sub-commands (backtest) only define
+            their options when they are the one, so `forexd ctl status` stays fast.
+    """
     from forexd.config import TIMEFRAME_SECONDS
 
     parser = argparse.ArgumentParser(prog="forexd", description=__doc__.splitlines()[0])
@@ -102,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_service_commands(sub)
 
+    bt = sub.add_parser("backtest", help="replay history through the live strategy/risk code")
+    if command == "backtest":  # its options import pandas and the engine: only when used
+        from forexd.backtest.cli_args import add_backtest_arguments
+
+        add_backtest_arguments(bt)
+        bt.add_argument("--config", type=Path, help="config (costs, --from-store data dir)")
+        bt.add_argument("--data-dir", type=Path, help="data dir whose store --from-store reads")
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = cfg_sub.add_parser("check", help="validate a config and print effective settings")
@@ -112,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, map errors to exit codes."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return _dispatch(args)
     except ForexdError as exc:
@@ -137,6 +152,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_risk(args)
     if args.command == "service":
         return dispatch_service(args)
+    if args.command == "backtest":
+        return _cmd_backtest(args)
     raise AssertionError(args.command)  # argparse rejects unknown commands first
 
 
@@ -283,6 +300,33 @@ def _cmd_risk(args: argparse.Namespace) -> int:
         return 0
     report = store.repair(fills_seed(paths.db), force=args.force)
     print(report.summary())
+    return 0
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from forexd.backtest import render_summary, run_backtest, run_grid, write_report
+    from forexd.backtest.cli_args import request_from_args
+    from forexd.daemon import resources
+    from forexd.daemon.paths import resolve_paths
+
+    settings = _settings(args)
+    request = request_from_args(args, db_path=resolve_paths(settings).db)
+    if request.grid:
+        budget = resources.budget_from_config(settings.compute, resources.detect_hardware(), 1)
+        resources.apply_thread_caps(budget.blas_threads)
+        result: Any = run_grid(request, workers=budget.train_workers)
+    else:
+        result = run_backtest(request)
+    written = write_report(result, args.report, args.png_dir) if args.report else []
+    if args.json:
+        print(json.dumps(result.to_dict(trades=not request.grid), indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        console.print(render_summary(result))
+        for path in written:
+            console.print(f"wrote {path}")
     return 0
 
 
