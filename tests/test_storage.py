@@ -84,3 +84,28 @@ async def test_one_bad_statement_does_not_lose_the_rest_of_its_batch(tmp_path: P
         assert [("A", 1), ("B", 3)] == rows
         assert writer.stats().errors >= 1
         await writer.close()
+
+
+@pytest.mark.anyio
+async def test_a_fast_producer_waits_for_the_writer_instead_of_overflowing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wait_for_room() holds producers above the high-water mark; nothing is refused."""
+    import forexd.storage.db as db
+
+    monkeypatch.setattr(db, "HIGH_WATER", 50)
+    path = tmp_path / "f.db"
+    writer = StorageWriter(path)
+    sql = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, '')"
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        peak = 0
+        for i in range(5000):
+            writer.submit(sql, (i,))
+            if i % 10 == 0:
+                await writer.wait_for_room()
+                peak = max(peak, writer.stats().queued)
+        await writer.flush()
+        assert [(5000,)] == await read_all(path, "SELECT COUNT(*) FROM events")
+        assert peak <= 50
+        await writer.close()

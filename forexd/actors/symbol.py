@@ -224,6 +224,7 @@ class SymbolActor:
                 # Progress once per message: a crash replays at most one chunk, and every
                 # decision in it is idempotent (deterministic client ids).
                 self._write_progress()
+                await self.deps.writer.wait_for_room()
 
     # -- per bar ----------------------------------------------------------------------
 

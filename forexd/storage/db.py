@@ -29,7 +29,8 @@ from forexd.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 5000
 WAL_AUTOCHECKPOINT_PAGES = 1000
-INBOX_SIZE = 65_536  # writes queued before submit() applies back-pressure
+INBOX_SIZE = 65_536  # writes queued before submit() refuses (callers wait well before)
+HIGH_WATER = INBOX_SIZE // 4  # wait_for_room() blocks producers above this backlog
 MAX_BATCH = 4096  # statements per transaction
 LINGER_S = 0.02  # how long fire-and-forget writes may wait for company (crash loses <= this)
 
@@ -124,6 +125,7 @@ class StorageWriter:
         self._last_commit_ms = 0.0
         self._conn: aiosqlite.Connection | None = None
         self._urgent = anyio.Event()  # set when a caller waits for a commit
+        self._committed = anyio.Event()  # set (and replaced) after every transaction
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Open the connection, report ready, and apply writes until :meth:`close`."""
@@ -180,6 +182,8 @@ class StorageWriter:
         for item in batch:
             if item.done is not None:
                 item.done.set()
+        self._committed.set()
+        self._committed = anyio.Event()
 
     def submit(self, sql: str, params: Params = ()) -> None:
         """Queue a write without waiting (candles, progress, snapshots).
@@ -196,6 +200,16 @@ class StorageWriter:
             ) from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise StorageError(f"storage writer for {self.path} is closed") from None
+
+    async def wait_for_room(self) -> None:
+        """Back-pressure for bulk producers: wait while the backlog is above HIGH_WATER.
+
+        A replay at full speed can produce writes faster than the disk takes them; the
+        producer slows down to the disk's pace instead of the inbox overflowing.
+        """
+        while self._send.statistics().current_buffer_used > HIGH_WATER:
+            self._urgent.set()  # no lingering: drain now
+            await self._committed.wait()
 
     def submit_many(self, sql: str, rows: Iterable[Params]) -> None:
         """Queue an ``executemany`` without waiting."""
