@@ -26,9 +26,10 @@ def import_candles(
         DataError: the file is missing or invalid (nothing is written).
         StorageError: the store cannot be opened.
     """
-    from forexd.feeds.loaders import load_candles
+    from forexd.feeds.loaders import read_candles
 
-    frame = load_candles(file, fmt, repair=repair)  # type: ignore[arg-type]
+    loaded = read_candles(file, fmt, repair=repair)  # type: ignore[arg-type]
+    frame, report = loaded.frame, loaded.report
     rows = zip(
         [symbol] * len(frame),
         [timeframe] * len(frame),
@@ -56,6 +57,9 @@ def import_candles(
         "rows": len(frame),
         "inserted": inserted,
         "already_stored": len(frame) - inserted,
+        "format": report.format,
+        "rows_reordered": report.out_of_order,
+        "duplicates_dropped": report.duplicates_dropped,
         "first": ns_to_iso(int(ts.iloc[0])),
         "last": ns_to_iso(int(ts.iloc[-1])),
     }
