@@ -76,3 +76,13 @@ def test_unknown_strategy_lists_the_known_ones() -> None:
     """An unknown strategy name lists the registry."""
     with pytest.raises(ConfigError, match="sma_cross"):
         build_strategy("moon_phase", {})
+
+
+def test_history_stays_correct_across_many_compactions() -> None:
+    """Thousands of appends through a small window always show the latest values."""
+    hist = BarHistory(get_instrument("EURUSD"), 5)
+    for i in range(1003):
+        hist.append(Bar("EURUSD", i, 1.0, 1.0, 1.0, 1.0 + i / 1e5))
+        n = min(i + 1, 5)
+        assert list(range(i + 1 - n, i + 1)) == hist.times().tolist()
+    assert [100998, 100999, 101000, 101001, 101002] == hist.points().tolist()

@@ -25,8 +25,10 @@ IntArray = npt.NDArray[np.int64]
 class BarHistory:
     """The most recent ``capacity`` bars of one symbol as contiguous numpy arrays.
 
-    Each value is written twice (at ``i`` and ``i + capacity``) so the last ``n`` values are
-    always one contiguous slice: appending is O(1) and reading never copies.
+    The arrays are twice the capacity long and filled left to right; when the end is
+    reached the last ``capacity - 1`` values are moved to the front (amortised O(1)). So
+    the last ``n`` values are always one contiguous slice — reading never copies — and an
+    append is one scalar write per column (a ring written twice would be two).
     ``points`` holds closes as integers (``round(close * 10**precision)``) so that sums and
     comparisons are exact and identical in the live and vectorised paths.
     """
@@ -34,12 +36,14 @@ class BarHistory:
     __slots__ = (
         "_cap",
         "_close",
+        "_cols",
+        "_end",
         "_high",
-        "_i",
         "_low",
         "_n",
         "_open",
         "_points",
+        "_scale",
         "_ts",
         "instrument",
         "last",
@@ -50,27 +54,35 @@ class BarHistory:
             raise ValueError("capacity must be >= 1")
         self.instrument = instrument
         self._cap = capacity
+        self._scale = instrument.price_scale
         self._open = np.zeros(2 * capacity)
         self._high = np.zeros(2 * capacity)
         self._low = np.zeros(2 * capacity)
         self._close = np.zeros(2 * capacity)
         self._points = np.zeros(2 * capacity, dtype=np.int64)
         self._ts = np.zeros(2 * capacity, dtype=np.int64)
-        self._i = 0
+        self._cols = (self._open, self._high, self._low, self._close, self._points, self._ts)
+        self._end = 0
         self._n = 0
         self.last: Bar | None = None
 
     def append(self, bar: Bar) -> None:
         """Add the newest bar (bars must arrive in time order)."""
-        i, j = self._i, self._i + self._cap
-        self._open[i] = self._open[j] = bar.open
-        self._high[i] = self._high[j] = bar.high
-        self._low[i] = self._low[j] = bar.low
-        self._close[i] = self._close[j] = bar.close
-        self._points[i] = self._points[j] = round(bar.close * self.instrument.price_scale)
-        self._ts[i] = self._ts[j] = bar.ts
-        self._i = (i + 1) % self._cap
-        self._n = min(self._n + 1, self._cap)
+        end = self._end
+        if end == 2 * self._cap:
+            keep = self._cap - 1
+            for col in self._cols:
+                col[:keep] = col[end - keep : end]
+            end = keep
+        self._open[end] = bar.open
+        self._high[end] = bar.high
+        self._low[end] = bar.low
+        self._close[end] = bar.close
+        self._points[end] = round(bar.close * self._scale)
+        self._ts[end] = bar.ts
+        self._end = end + 1
+        if self._n < self._cap:
+            self._n += 1
         self.last = bar
 
     def __len__(self) -> int:
@@ -83,8 +95,7 @@ class BarHistory:
 
     def _window(self, arr: npt.NDArray[Any], n: int | None) -> npt.NDArray[Any]:
         n = self._n if n is None else min(n, self._n)
-        end = self._i + self._cap
-        return arr[end - n : end]
+        return arr[self._end - n : self._end]
 
     def closes(self, n: int | None = None) -> FloatArray:
         """Last ``n`` closes (all kept if ``None``), oldest first."""
