@@ -13,8 +13,6 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from forexd import __version__
 from forexd.daemon.control import RequestError
 from forexd.daemon.logsetup import RING
@@ -119,9 +117,7 @@ class Handlers:
         if self.d.risk.gate is None:
             raise RequestError("not_ready", "risk state is not loaded yet")
         try:
-            result: dict[str, Any] = await anyio.to_thread.run_sync(
-                self.d.risk.resume, symbol, note
-            )
+            result: dict[str, Any] = await self.d.risk.resume(symbol, note)
         except ValueError as exc:
             raise RequestError("bad_request", str(exc)) from None
         return result

@@ -13,7 +13,7 @@ locks and fsync never run on the event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,10 @@ from forexd.storage.db import open_sync
 from forexd.storage.riskstate import RiskStateStore
 
 PERSIST_EVERY_S = 0.2
+
+
+async def _no_flush() -> None:
+    """Default until :meth:`RiskRuntime.bind`: nothing is queued yet."""
 
 
 def fills_seed(db_path: Path) -> Callable[[RiskState], RiskState]:
@@ -70,6 +74,7 @@ class RiskRuntime:
         self._persisted_version = -1
         self._holdings: Callable[[], Mapping[str, Holding]] = dict
         self._equity = 0.0
+        self._flush: Callable[[], Awaitable[None]] = _no_flush
 
     def load(self) -> RiskState:
         """Load (or create on first start) the state and catch up on stored fills.
@@ -103,9 +108,19 @@ class RiskRuntime:
         )
         return gate.snapshot()
 
-    def bind(self, holdings: Callable[[], Mapping[str, Holding]]) -> None:
-        """Tell the runtime how to see every symbol's position and mark price."""
+    def bind(
+        self,
+        holdings: Callable[[], Mapping[str, Holding]],
+        flush: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Tell the runtime how to see every position, and how to flush the fills queue.
+
+        ``flush`` must return only when every write queued so far is committed: a
+        snapshot is written to the file only after the fills it has counted are on disk,
+        so after a crash the file never runs ahead of the fills table.
+        """
         self._holdings = holdings
+        self._flush = flush
 
     # -- OrderGate -----------------------------------------------------------------
 
@@ -155,8 +170,20 @@ class RiskRuntime:
 
     # -- persistence ---------------------------------------------------------------
 
+    async def persist(self) -> None:
+        """Write the state if it changed: snapshot, flush the fills it counted, write."""
+        assert self.gate is not None
+        version = self.gate.version
+        if version == self._persisted_version:
+            return
+        snapshot = self.gate.snapshot()
+        await self._flush()
+        await anyio.to_thread.run_sync(self.store.update, lambda _old: snapshot)
+        self._persisted_version = version
+
     def persist_now(self) -> None:
-        """Write the state if it changed (blocking; worker thread or start/stop only)."""
+        """Write the state if it changed (blocking). Only where no fills are queued: at
+        load (the state came from the fills table) and after the writer has closed."""
         assert self.gate is not None
         version = self.gate.version
         if version == self._persisted_version:
@@ -166,10 +193,10 @@ class RiskRuntime:
         self._persisted_version = version
 
     async def persist_loop(self) -> None:
-        """Persist changes from a worker thread until cancelled."""
+        """Persist changes (file I/O in a worker thread) until cancelled."""
         while True:
             await anyio.sleep(PERSIST_EVERY_S)
-            await anyio.to_thread.run_sync(self.persist_now)
+            await self.persist()
 
     def update_limits(self, limits: RiskLimits) -> None:
         """New limits (hot reload); the state — days, peaks, halts — carries over."""
@@ -181,13 +208,17 @@ class RiskRuntime:
 
     # -- operator ------------------------------------------------------------------
 
-    def resume(self, symbol: str | None, note: str) -> dict[str, Any]:
-        """Lift ``halted``/``reducing`` (audit-logged); persisted at once."""
+    async def resume(self, symbol: str | None, note: str) -> dict[str, Any]:
+        """Lift ``halted``/``reducing`` (audit-logged); persisted at once.
+
+        Raises:
+            ValueError: the gate refused (e.g. an empty note).
+        """
         assert self.gate is not None
         rec = self.gate.resume(symbol, note, now_ns=time.time_ns())
         self._log_audit()
         self.log.warning("risk_resumed_by_operator", scope=rec.scope, note=note)
-        self.persist_now()
+        await self.persist()
         return rec.model_dump(mode="json")
 
     def report(self) -> dict[str, Any]:

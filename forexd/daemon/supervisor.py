@@ -141,7 +141,7 @@ class Daemon:
         self.broker = broker
         await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
         await anyio.to_thread.run_sync(self.risk.load)
-        self.risk.bind(self.holdings)
+        self.risk.bind(self.holdings, self.writer.flush)
         tg.start_soon(self.risk.persist_loop)
         feed = self.feed = await self._make_feed(tg)
         deps = ActorDeps(
