@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from forexd.domain import get_instrument
 from forexd.errors import ConfigError, ForexdError
-from forexd.risk import RiskLimits
+from forexd.risk import RiskLimits, SizingConfig
 from forexd.strategies import build_strategy
 
 if sys.version_info >= (3, 11):
@@ -118,6 +118,9 @@ class SymbolConfig(_Section):
     enabled: bool = True
     data: str | None = Field(
         None, description="this symbol's replay source (a file, `store` or `bundled`)"
+    )
+    sizing: SizingConfig | None = Field(
+        None, description="size positions by risk instead of the strategy's own units"
     )
 
     @field_validator("symbol")

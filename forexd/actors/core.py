@@ -37,6 +37,31 @@ class OrderGate(Protocol):
         ...
 
 
+class Sizer(Protocol):
+    """Turns the strategy's target into a size (fixed-fractional or Kelly)."""
+
+    def __call__(self, history: BarHistory, target: int) -> int:
+        """The signed units to hold for a target of this sign."""
+        ...
+
+
+ATR_BARS = 14
+
+
+def average_true_range(history: BarHistory, n: int = ATR_BARS) -> float:
+    """Simple mean true range of the last ``n`` bars (0.0 with fewer than 2 bars)."""
+    if len(history) < 2:
+        return 0.0
+    k = min(n, len(history) - 1)
+    high, low = history.highs(k), history.lows(k)
+    prev_close = history.closes(k + 1)[:-1]
+    tr = [
+        max(h - lo, abs(h - c), abs(lo - c))
+        for h, lo, c in zip(high.tolist(), low.tolist(), prev_close.tolist(), strict=True)
+    ]
+    return float(sum(tr) / k)
+
+
 class SymbolCore:
     """Per-symbol decision state: history, position, in-flight units."""
 
@@ -50,6 +75,7 @@ class SymbolCore:
         "paused",
         "pending_units",
         "position_units",
+        "sizer",
         "strategy",
     )
 
@@ -66,6 +92,7 @@ class SymbolCore:
         self.paused = False
         self.denials = 0
         self.last_denial: str | None = None
+        self.sizer: Sizer | None = None
 
     def replace_strategy(self, strategy: Strategy) -> None:
         """Swap the strategy (hot reload), keeping the bars already seen."""
@@ -100,6 +127,8 @@ class SymbolCore:
             return None
         held = self.position_units + self.pending_units
         target = self.strategy.decide(self.history, held)
+        if target is not None and target != 0 and self.sizer is not None:
+            target = self.sizer(self.history, target)
         if target is None or target == held:
             return None
         units = target - held

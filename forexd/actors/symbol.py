@@ -19,13 +19,14 @@ import numpy as np
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from forexd.actors.core import OrderGate, SymbolCore
+from forexd.actors.core import OrderGate, SymbolCore, average_true_range
 from forexd.brokers.base import Broker
 from forexd.domain import Bar, Fill, Order, OrderStatus, Position, get_instrument, ns_to_iso
 from forexd.errors import BrokerError, OrderOutcomeUnknownError
 from forexd.feeds.base import ChunkedFeed, Feed
+from forexd.risk import SizingConfig
 from forexd.storage.db import StorageWriter, now_ns, open_sync
-from forexd.strategies.base import Strategy, Trainable
+from forexd.strategies.base import BarHistory, Strategy, Trainable
 
 INBOX_MESSAGES = 64  # a message is one bar, or a chunk of bars at full replay speed
 LATENCY_SAMPLES = 10_000
@@ -111,7 +112,14 @@ class ActorDeps:
 class SymbolActor:
     """Trades one symbol; see the module note."""
 
-    def __init__(self, symbol: str, strategy: Strategy, deps: ActorDeps, log: Any) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        strategy: Strategy,
+        deps: ActorDeps,
+        log: Any,
+        sizing: SizingConfig | None = None,
+    ) -> None:
         self.symbol = symbol
         self.instrument = get_instrument(symbol)
         self.strategy = strategy
@@ -123,7 +131,9 @@ class SymbolActor:
         self.orders_sent = 0
         self.orders_rejected = 0
         self.accepting_orders = True
-        self.core = SymbolCore(self.instrument, strategy, deps.risk)
+        self.sizing = sizing
+        self._equity = 0.0
+        self.core = self._new_core()
         self.position = Position(symbol)
         self.last_bar: Bar | None = None
         self._known_orders: dict[str, str] = {}
@@ -136,13 +146,31 @@ class SymbolActor:
         self._retrain_reason: str | None = None
         self._tg: TaskGroup | None = None
 
+    def _new_core(self) -> SymbolCore:
+        core = SymbolCore(self.instrument, self.strategy, self.deps.risk)
+        if self.sizing is not None:
+            core.sizer = self._size
+        return core
+
+    def _size(self, history: BarHistory, target: int) -> int:
+        """Risk-based size with the strategy's direction (its probability for Kelly)."""
+        assert self.sizing is not None
+        units = self.sizing.units(
+            self.instrument,
+            equity=self._equity,
+            price=history.closes(1)[0],
+            atr=average_true_range(history),
+            win_prob=getattr(self.strategy, "last_probability", None),
+        )
+        return units if target > 0 else -units
+
     # -- life cycle -------------------------------------------------------------------
 
     def _restore(self) -> int | None:
         """Rebuild position, known orders and history from the store; return last bar ts."""
         conn = open_sync(self.deps.db_path)
         try:
-            self.core = SymbolCore(self.instrument, self.strategy, self.deps.risk)
+            self.core = self._new_core()
             self.core.paused = self.paused
             self.position = Position(self.symbol)
             for row in conn.execute(
@@ -237,8 +265,10 @@ class SymbolActor:
             self._record_fill(fill)
         self.position.last_price = bar.close
         self.last_bar = bar
-        if deps.risk is not None:
-            deps.risk.observe_equity((await deps.broker.account()).equity, bar.ts)
+        if deps.risk is not None or self.sizing is not None:
+            self._equity = (await deps.broker.account()).equity
+            if deps.risk is not None:
+                deps.risk.observe_equity(self._equity, bar.ts)
         denials = self.core.denials
         order = self.core.on_bar(bar)
         if self.core.denials != denials:

@@ -279,7 +279,7 @@ class Daemon:
     async def start_actor(self, sym: SymbolConfig) -> SymbolActor:
         """Start (and supervise) the actor of one configured symbol."""
         strategy = build_strategy(sym.strategy, sym.params, where=sym.symbol)
-        actor = SymbolActor(sym.symbol, strategy, self._deps, self.log)
+        actor = SymbolActor(sym.symbol, strategy, self._deps, self.log, sym.sizing)
         self.actors[sym.symbol] = actor
         await self._actors_tg.start(self._supervise, actor)
         return actor
