@@ -61,6 +61,36 @@ SQL_EQUITY = (
 )
 
 
+def queue_fill(writer: StorageWriter, fill: Fill, realized: float, position: Position) -> None:
+    """Queue a fill and the position it produced (the live path and reconciliation)."""
+    now = now_ns()
+    writer.submit(
+        SQL_FILL,
+        (
+            fill.fill_id,
+            fill.client_id,
+            fill.symbol,
+            fill.units,
+            fill.price,
+            fill.commission,
+            fill.ts,
+            realized,
+            now,
+        ),
+    )
+    writer.submit(
+        SQL_POSITION,
+        (
+            position.symbol,
+            position.units,
+            position.avg_price,
+            position.realized_pnl,
+            position.commission,
+            now,
+        ),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ActorStats:
     """What ``ctl status`` shows for one symbol."""
@@ -362,25 +392,11 @@ class SymbolActor:
         self.core.on_fill(fill)
         if self.deps.risk is not None:
             self.deps.risk.on_fill(realized, fill.commission, fill.ts)
-        w = self.deps.writer
-        now = now_ns()
-        w.submit(
-            SQL_FILL,
-            (
-                fill.fill_id,
-                fill.client_id,
-                fill.symbol,
-                fill.units,
-                fill.price,
-                fill.commission,
-                fill.ts,
-                realized,
-                now,
-            ),
-        )
-        w.submit(SQL_ORDER_STATUS, (OrderStatus.FILLED.value, None, now, fill.client_id))
         p = self.position
-        w.submit(SQL_POSITION, (p.symbol, p.units, p.avg_price, p.realized_pnl, p.commission, now))
+        queue_fill(self.deps.writer, fill, realized, p)
+        self.deps.writer.submit(
+            SQL_ORDER_STATUS, (OrderStatus.FILLED.value, None, now_ns(), fill.client_id)
+        )
         self.log.info(
             "order_filled",
             client_id=fill.client_id,

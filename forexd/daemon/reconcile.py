@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forexd.actors.symbol import SQL_FILL, SQL_ORDER_STATUS, SQL_POSITION
+from forexd.actors.symbol import SQL_EVENT, SQL_ORDER_STATUS, queue_fill
 from forexd.brokers.base import Broker
 from forexd.domain import Fill, OrderStatus, Position, get_instrument
 from forexd.storage.db import StorageWriter, now_ns, open_sync
-
-SQL_EVENT = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, ?, ?)"
 
 
 @dataclass(slots=True)
@@ -86,24 +84,7 @@ async def reconcile(
             realized = pos.apply(fill, get_instrument(fill.symbol))
             known_fills.add(fill.fill_id)
             report.fills_recovered.append(fill.fill_id)
-            writer.submit(
-                SQL_FILL,
-                (
-                    fill.fill_id,
-                    fill.client_id,
-                    fill.symbol,
-                    fill.units,
-                    fill.price,
-                    fill.commission,
-                    fill.ts,
-                    realized,
-                    now,
-                ),
-            )
-            writer.submit(
-                SQL_POSITION,
-                (pos.symbol, pos.units, pos.avg_price, pos.realized_pnl, pos.commission, now),
-            )
+            queue_fill(writer, fill, realized, pos)
             writer.submit(
                 SQL_EVENT,
                 (

@@ -31,12 +31,12 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias
 
 from forexd.errors import ForexdError
+from forexd.fsutil import write_atomic
 
 SERVICE_NAME = "forexd"
 UNIT_NAME = f"{SERVICE_NAME}.service"
@@ -421,18 +421,7 @@ def _read_existing(path: Path) -> str | None:
 
 def _write_atomically(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(tmp).chmod(UNIT_FILE_MODE)
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text.encode("utf-8"), mode=UNIT_FILE_MODE)
     except PermissionError:
         raise UnitInstallError(
             f"no permission to write {path}; run as root (sudo), or install a user service (--user)"

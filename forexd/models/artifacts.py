@@ -16,11 +16,8 @@ directory), and the zip's CRC-32 checks turn a truncated or corrupted file into 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -30,6 +27,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from forexd import __version__
+from forexd.fsutil import write_atomic
 from forexd.models.errors import ArtifactError, ModelError
 from forexd.models.spec import ModelSpec
 from forexd.models.trained import SklearnModel, TrainedModel
@@ -58,34 +56,6 @@ ESTIMATOR_TYPES = {
     "hist_gradient_boosting": "HistGradientBoostingClassifier",
     "random_forest": "RandomForestClassifier",
 }
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename on POSIX; Windows cannot open a directory, and needs no fsync."""
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise
-    _fsync_dir(path.parent)
 
 
 def _payload(model: TrainedModel) -> tuple[str, bytes]:
@@ -133,7 +103,7 @@ def save_model(model: TrainedModel, path: Path) -> None:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr(META_NAME, meta_bytes)
         zf.writestr(name, payload)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    write_atomic(Path(path), buf.getvalue())
 
 
 def _read(path: Path) -> tuple[dict[str, Any], bytes]:

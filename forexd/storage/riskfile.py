@@ -17,12 +17,9 @@ fsynced so the rename itself survives a power cut (Windows has no directory fsyn
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from pydantic import ValidationError
 
 from forexd.domain import NS_PER_S
 from forexd.errors import RiskStateError
+from forexd.fsutil import fsync_dir
 from forexd.risk.state import SCHEMA_VERSION, RiskState
 
 TOP_KEYS = frozenset({"schema_version", "sha256", "payload"})
@@ -138,27 +136,6 @@ def decode(raw: bytes, *, path: Path, account_id: str) -> RiskState:
     return state
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file.
-
-    Raises:
-        OSError: the write failed; ``path`` is untouched and no temporary file is left.
-    """
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise
-    fsync_dir(directory)
-
-
 def write_backup(path: Path, raw: bytes, now_ns: int) -> Path:
     """Keep ``raw`` next to ``path`` as ``<name>.corrupt-<UTC timestamp>``; return its path.
 
@@ -178,19 +155,3 @@ def write_backup(path: Path, raw: bytes, now_ns: int) -> Path:
         os.fsync(fh.fileno())
     fsync_dir(backup.parent)
     return backup
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX only; Windows cannot open a dir)."""
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some filesystems (certain network and FUSE mounts) refuse fsync on a directory;
-        # the rename has happened and there is nothing better to do than go on.
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)

@@ -31,9 +31,10 @@ import portalocker
 from pydantic import ValidationError
 
 from forexd.errors import RiskStateError
+from forexd.fsutil import write_atomic
 from forexd.risk.limits import StateCause, TradingState
 from forexd.risk.state import ACCOUNT_SCOPE, AuditRecord, RiskState, ScopeState
-from forexd.storage.riskfile import decode, encode, state_error, write_atomic, write_backup
+from forexd.storage.riskfile import decode, encode, state_error, write_backup
 
 __all__ = ["RepairReport", "RiskState", "RiskStateStore", "SeedFn"]
 
