@@ -91,7 +91,7 @@ async def test_a_fast_producer_waits_for_the_writer_instead_of_overflowing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """wait_for_room() holds producers above the high-water mark; nothing is refused."""
-    import forexd.storage.db as db
+    from forexd.storage import db
 
     monkeypatch.setattr(db, "HIGH_WATER", 50)
     path = tmp_path / "f.db"
