@@ -115,6 +115,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         bt.add_argument("--config", type=Path, help="config (costs, --from-store data dir)")
         bt.add_argument("--data-dir", type=Path, help="data dir whose store --from-store reads")
 
+    from forexd.cli_ml import add_ml_commands
+
+    add_ml_commands(sub)
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = cfg_sub.add_parser("check", help="validate a config and print effective settings")
@@ -154,6 +158,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return dispatch_service(args)
     if args.command == "backtest":
         return _cmd_backtest(args)
+    from forexd.cli_ml import dispatch_ml
+
+    rc = dispatch_ml(args)
+    if rc is not None:
+        return rc
     raise AssertionError(args.command)  # argparse rejects unknown commands first
 
 

@@ -75,3 +75,7 @@ class OrderOutcomeUnknownError(ForexdError):
     Not a :class:`BrokerError`: the order stays pending (it counts as in flight) until a
     lookup resolves it; it is never re-sent blindly.
     """
+
+
+class ControlRefusedError(ForexdError):
+    """An operator request cannot be carried out in the daemon's current state."""

@@ -22,7 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from forexd.actors.core import OrderGate, SymbolCore, average_true_range
 from forexd.brokers.base import Broker
 from forexd.domain import Bar, Fill, Order, OrderStatus, Position, get_instrument, ns_to_iso
-from forexd.errors import BrokerError, OrderOutcomeUnknownError
+from forexd.errors import BrokerError, ControlRefusedError, OrderOutcomeUnknownError
 from forexd.feeds.base import ChunkedFeed, Feed
 from forexd.risk import SizingConfig
 from forexd.storage.db import StorageWriter, now_ns, open_sync
@@ -244,7 +244,7 @@ class SymbolActor:
         """One life: restore, report ready, trade until the feed ends or cancellation."""
         after_ts = self._restore()
         if self.trainable is not None:
-            await anyio.to_thread.run_sync(self.trainable.restore, self.deps.train_ctx)
+            await anyio.to_thread.run_sync(self.trainable.restore, self.deps.train_ctx, self.symbol)
         send, recv = anyio.create_memory_object_stream[list[Bar]](INBOX_MESSAGES)
         self.state = "running" if not self.core.paused else "paused"
         self.log.info(
@@ -455,9 +455,18 @@ class SymbolActor:
     # -- training -----------------------------------------------------------------------
 
     def request_retrain(self, reason: str = "operator") -> bool:
-        """Queue a training cycle now (``ctl retrain``); False if this is not an ML symbol."""
+        """Queue a training cycle now (``ctl retrain``); False if this is not an ML symbol.
+
+        Raises:
+            ControlRefusedError: the actor is not running (its feed ended, or it failed).
+        """
         if self.trainable is None:
             return False
+        if self._tg is None:
+            raise ControlRefusedError(
+                f"{self.symbol} is {self.state}: there is no running actor to train in; "
+                "restart the daemon (or reload with new data) to retrain it"
+            )
         self._retrain_reason = reason
         self._maybe_train()
         return True

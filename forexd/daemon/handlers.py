@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from forexd import __version__
 from forexd.daemon.control import RequestError
 from forexd.daemon.logsetup import RING
-from forexd.errors import ForexdError
+from forexd.errors import ControlRefusedError, ForexdError
 
 if TYPE_CHECKING:
     from forexd.actors.symbol import SymbolActor
@@ -93,7 +93,11 @@ class Handlers:
     async def retrain(self, args: dict[str, Any]) -> dict[str, Any]:
         """Queue a training cycle for an ML symbol now."""
         actor = self._actor(_symbol_arg(args) or "")
-        if not actor.request_retrain("operator"):
+        try:
+            trainable = actor.request_retrain("operator")
+        except ControlRefusedError as exc:
+            raise RequestError("not_running", str(exc)) from None
+        if not trainable:
             raise RequestError(
                 "bad_request",
                 f"{actor.symbol} trades {actor.strategy.name}, which has no model to retrain",

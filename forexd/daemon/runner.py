@@ -17,6 +17,8 @@ from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.supervisor import Daemon
 from forexd.errors import ForexdError, first_leaf
 
+GIL_SWITCH_INTERVAL_S = 0.001
+
 
 def event_loop_options() -> dict[str, Any]:
     """anyio backend options: uvloop when available."""

@@ -224,9 +224,10 @@ def compare_with_champion(
     if chall_proba is None:  # the walk-forward validated these rows; kept for clarity
         return replace(verdict, reason="the challenger cannot predict the window")
     y_known = y[start:end][known]
+    chall_loss = log_loss(y_known, chall_proba[known], refit.classes)
     verdict = replace(
         verdict,
-        challenger_log_loss=log_loss(y_known, chall_proba[known], refit.classes),
+        challenger_log_loss=chall_loss,
         challenger_accuracy=accuracy(y_known, chall_proba[known], refit.classes),
     )
 
@@ -242,10 +243,7 @@ def compare_with_champion(
             "history before the window",
         )
     champ_loss = log_loss(y_known, champ_proba[known], champion.model.classes)
-    assert verdict.challenger_log_loss is not None
-    promote, reason = promotion_decision(
-        champ_loss, verdict.challenger_log_loss, margin=margin, rows=rows
-    )
+    promote, reason = promotion_decision(champ_loss, chall_loss, margin=margin, rows=rows)
     return replace(
         verdict,
         promote=promote,

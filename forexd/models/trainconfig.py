@@ -10,18 +10,21 @@ cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from forexd.features import FeatureSpec
 from forexd.features.labels import direction_labels, triple_barrier_labels
 from forexd.models.metrics import H1_PERIODS_PER_YEAR
 from forexd.models.spec import GruParams, ModelSpec
-from forexd.models.walkforward import WalkForwardConfig
 from forexd.strategies.base import FloatArray, IntArray
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from forexd.models.walkforward import WalkForwardConfig
 
 MIN_WALK_FORWARD_ROWS = 50  # WalkForwardConfig.lookback_candles' own minimum
 SECONDS_PER_TRADING_YEAR = 52 * 5 * 24 * 3600  # FX: ~24 h x 5 days x 52 weeks
@@ -60,7 +63,18 @@ class TripleBarrierLabel(_Frozen):
     atr_window: int = Field(14, ge=1, le=10_000)
 
 
-LabelSpec = Annotated[DirectionLabel | TripleBarrierLabel, Field(discriminator="kind")]
+def _label_kind(value: object) -> str:
+    """The label's ``kind``; ``direction`` when a config leaves it out."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "direction"))
+    return str(getattr(value, "kind", "direction"))
+
+
+LabelSpec = Annotated[
+    Annotated[DirectionLabel, Tag("direction")]
+    | Annotated[TripleBarrierLabel, Tag("triple_barrier")],
+    Discriminator(_label_kind),
+]
 
 
 class WalkForwardSettings(_Frozen):
@@ -138,6 +152,10 @@ class TrainConfig(_Frozen):
 
     def walk_forward_config(self, rows: int, bars_per_year: float) -> WalkForwardConfig:
         """The walk-forward over ``rows`` labelled rows, trading at :attr:`entry_threshold`."""
+        # Imported here: this module is imported by forexd.strategies.ml at import time,
+        # and walkforward -> fit -> trained -> forexd.strategies would close a cycle.
+        from forexd.models.walkforward import WalkForwardConfig
+
         wf = self.walk_forward
         return WalkForwardConfig(
             lookback_candles=rows,

@@ -47,6 +47,18 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE events (
             ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, symbol TEXT, detail TEXT NOT NULL)""",
     ],
+    # 2: the model registry (forexd.models.registry). Artifacts live in files under
+    # <data dir>/models/<SYMBOL>/; a row describes one and says whether it trades.
+    [
+        """CREATE TABLE models (
+            model_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, kind TEXT NOT NULL,
+            spec TEXT NOT NULL, feature_spec TEXT NOT NULL, label TEXT NOT NULL,
+            data_from_ts INTEGER NOT NULL, data_to_ts INTEGER NOT NULL,
+            metrics TEXT NOT NULL, created_ns INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('champion', 'challenger', 'retired')),
+            artifact TEXT NOT NULL, cycle_id TEXT, updated_ns INTEGER NOT NULL)""",
+        "CREATE INDEX models_symbol_status ON models (symbol, status, created_ns)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

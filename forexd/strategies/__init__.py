@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from forexd.errors import ConfigError
 from forexd.strategies.base import Strategy, StrategyParams
+from forexd.strategies.ml import MlStrategy
 from forexd.strategies.sma_cross import SmaCross
 
-STRATEGIES: dict[str, Any] = {SmaCross.name: SmaCross}
+STRATEGIES: dict[str, Any] = {SmaCross.name: SmaCross, MlStrategy.name: MlStrategy}
 
 
 def build_strategy(name: str, params: Mapping[str, Any], where: str = "strategy") -> Strategy:

@@ -197,8 +197,8 @@ class Trainable(Protocol):
     and goes through ``ctx.pool.run``.
     """
 
-    def restore(self, ctx: Any) -> None:
-        """Load the current champion (blocking, called once per actor life at start)."""
+    def restore(self, ctx: Any, symbol: str) -> None:
+        """Load the symbol's current champion (blocking; once per actor life, at start)."""
         ...
 
     def wants_training(self, bars_seen: int) -> bool:

@@ -1,0 +1,373 @@
+"""``forexd train``, ``forexd search`` and ``forexd models``: the learning layer offline.
+
+Hooked into ``forexd/cli.py`` with :func:`add_ml_commands` (adds the sub-commands) and
+:func:`dispatch_ml` (runs one, or returns ``None`` for a command that is not one of these).
+Errors are raised as :mod:`forexd.errors` types; ``cli.py`` turns them into one line and an
+exit code. ``train`` and ``search`` fix the compute budget and the process-wide thread caps
+exactly as the daemon does, from the same ``[compute]`` configuration.
+
+``train`` and ``search`` start from the ``params`` of the config's ``[[symbols]]`` entry
+for ``--symbol`` when it trades ``ml``, so offline evaluation runs what the daemon runs;
+flags override the model kind and the lookback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from forexd.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from forexd.config import Settings
+    from forexd.daemon.resources import ComputeBudget
+    from forexd.models.trainconfig import Candles
+    from forexd.strategies.ml_params import MlParams
+
+ML_COMMANDS = ("train", "search", "models")
+MODEL_ACTIONS = ("list", "show", "promote")
+
+
+def add_ml_commands(subparsers: Any) -> None:
+    """Add ``train``, ``search`` and ``models`` to ``forexd``'s sub-command parsers.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers()`` returned.
+    """
+    from forexd.cli import _add_location  # one definition of --config/--data-dir/...
+    from forexd.config import TIMEFRAME_SECONDS
+    from forexd.feeds.loaders import FORMATS
+    from forexd.models.search import SAMPLERS
+    from forexd.models.spec import MODEL_KINDS
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--symbol", required=True, help="instrument, e.g. EURUSD")
+        p.add_argument("--data", required=True, type=Path, help="candle file (plain or .gz)")
+        p.add_argument("--format", default="auto", choices=FORMATS)
+        p.add_argument(
+            "--timeframe",
+            default="H1",
+            choices=tuple(TIMEFRAME_SECONDS),
+            help="bar size; finer files are resampled",
+        )
+        p.add_argument("--lookback-candles", type=int, help="candles evaluated (the latest)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        _add_location(p)
+
+    train = subparsers.add_parser("train", help="walk-forward evaluation of a model, offline")
+    data_args(train)
+    train.add_argument("--model", choices=MODEL_KINDS, help="model kind (default: config's)")
+    train.add_argument(
+        "--register",
+        action="store_true",
+        help="also fit the final model and register it as a challenger in the data dir",
+    )
+
+    search = subparsers.add_parser("search", help="Optuna search over model/strategy params")
+    data_args(search)
+    search.add_argument("--trials", type=int, required=True, help="trials to run now")
+    search.add_argument("--sampler", default="tpe", choices=SAMPLERS)
+    search.add_argument(
+        "--model",
+        action="append",
+        choices=MODEL_KINDS,
+        help="kinds to search (repeat; default: the scikit-learn kinds)",
+    )
+    search.add_argument("--study-dir", type=Path, help="study storage (default DATA/studies)")
+    search.add_argument("--study-name", help="study to create or resume (default SYMBOL-TF)")
+    search.add_argument("--timeout-s", type=float, help="start no trial after this long")
+
+    models = subparsers.add_parser("models", help="the model registry: list, show, promote")
+    models.add_argument("models_action", choices=MODEL_ACTIONS, metavar="ACTION")
+    models.add_argument("model_id", nargs="?", metavar="ID", help="for show and promote")
+    models.add_argument("--symbol", help="list: only this symbol")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_location(models)
+
+
+def dispatch_ml(args: argparse.Namespace) -> int | None:
+    """Run a command added by :func:`add_ml_commands`; ``None`` if ``args`` is another one.
+
+    Raises:
+        ForexdError: any user-facing problem (bad input, too little data, unknown id...).
+    """
+    command = getattr(args, "command", None)
+    if command == "train":
+        return _cmd_train(args)
+    if command == "search":
+        return _cmd_search(args)
+    if command == "models":
+        return _cmd_models(args)
+    return None
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from forexd.config import load_settings
+
+    return load_settings(
+        getattr(args, "config", None),
+        data_dir=getattr(args, "data_dir", None),
+        runtime_dir=getattr(args, "runtime_dir", None),
+    )
+
+
+def _budget(settings: Settings) -> ComputeBudget:
+    """The daemon's budget for one symbol, with its thread caps applied to this process."""
+    from forexd.daemon import resources
+
+    budget = resources.budget_from_config(settings.compute, resources.detect_hardware(), 1)
+    resources.apply_thread_caps(budget.blas_threads)
+    return budget
+
+
+def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> MlParams:
+    """The config's ``ml`` params for ``symbol`` (or the defaults), with flag overrides."""
+    from pydantic import ValidationError
+
+    from forexd.models.spec import ModelSpec
+    from forexd.strategies.ml_params import MlParams
+
+    raw: dict[str, Any] = {}
+    for sym in settings.symbols:
+        if sym.symbol == symbol and sym.strategy == "ml":
+            raw = dict(sym.params)
+    model = getattr(args, "model", None)
+    if isinstance(model, str) and model != dict(raw.get("model") or {}).get("kind"):
+        raw["model"] = ModelSpec(kind=model).model_dump(mode="json")
+    if args.lookback_candles is not None:
+        raw["lookback_candles"] = args.lookback_candles
+    try:
+        return MlParams(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{symbol} ml params: {problems}") from None
+
+
+def _load(args: argparse.Namespace) -> tuple[str, Candles, int]:
+    """``(symbol, candles at --timeframe, timeframe seconds)`` from ``--data``."""
+    from forexd.config import TIMEFRAME_SECONDS
+    from forexd.domain import get_instrument
+    from forexd.feeds.loaders import load_candles, resample_candles
+    from forexd.models.trainconfig import Candles
+
+    symbol = get_instrument(args.symbol).symbol
+    frame = load_candles(args.data, args.format)
+    seconds = TIMEFRAME_SECONDS[args.timeframe]
+    step = _spacing_s(frame)
+    if step > seconds:
+        raise DataError(
+            f"{args.data} holds bars {step} s apart, coarser than --timeframe {args.timeframe} "
+            f"({seconds} s); choose a timeframe of at least {step} s"
+        )
+    if step < seconds:
+        frame = resample_candles(frame, seconds)
+    return symbol, Candles.from_frame(frame), seconds
+
+
+def _spacing_s(frame: pd.DataFrame) -> int:
+    import numpy as np
+
+    ts = frame["ts"].to_numpy(dtype=np.int64)
+    return int(np.median(np.diff(ts)) // 1_000_000_000) if len(ts) > 1 else 0
+
+
+def _torch_check(params: MlParams) -> None:
+    if params.model.uses_torch:
+        from forexd.models.torch_models import import_torch
+
+        import_torch()  # raises TorchUnavailableError with the install hint
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from forexd.cli_ml_render import fold_table, progress_bar
+    from forexd.domain import get_instrument
+    from forexd.models.trainconfig import periods_per_year
+    from forexd.models.trainer import train_challenger
+
+    settings = _settings(args)
+    symbol, candles, seconds = _load(args)
+    params = _base_params(settings, symbol, args)
+    _torch_check(params)
+    budget = _budget(settings)
+    with progress_bar(enabled=not args.json, what=f"{symbol} {params.model.kind}") as progress:
+        result = train_challenger(
+            candles,
+            params,
+            pip_size=get_instrument(symbol).pip_size,
+            n_jobs=budget.blas_threads,
+            bars_per_year=periods_per_year(seconds),
+            progress=progress,
+        )
+    out: dict[str, Any] = {
+        "symbol": symbol,
+        "timeframe": args.timeframe,
+        "candles": result.candles,
+        "model": params.model.model_dump(mode="json"),
+        "walk_forward": result.walk_forward.to_dict(),
+        "final_model": {
+            "train_rows": result.train_rows,
+            "data_from": _iso(result.data_from_ts),
+            "data_to": _iso(result.data_to_ts),
+            "fit_seconds": result.model.info.get("fit_seconds"),
+        },
+        "seconds": result.seconds,
+    }
+    if args.register:
+        out["registered"] = _register(settings, symbol, args.timeframe, params, result)
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(fold_table(result.walk_forward, title=f"{symbol} {args.timeframe} walk-forward"))
+    if args.register:
+        console.print(
+            f"registered challenger {out['registered']['model_id']} "
+            f"(promote it with: forexd models promote {out['registered']['model_id']})"
+        )
+    return 0
+
+
+def _iso(ts: int) -> str:
+    from forexd.domain import ns_to_iso
+
+    return ns_to_iso(ts)
+
+
+def _register(
+    settings: Settings, symbol: str, timeframe: str, params: MlParams, result: Any
+) -> dict[str, Any]:
+    from forexd.daemon.paths import resolve_paths
+    from forexd.models.artifacts import save_model
+    from forexd.models.registry import ModelRegistry, new_model_id
+    from forexd.storage.db import now_ns
+    from forexd.strategies.ml_cycle import make_record
+
+    paths = resolve_paths(settings)
+    registry = ModelRegistry(paths.db, paths.models)
+    created = now_ns()
+    model_id = new_model_id(symbol, created)
+    result.model.metadata |= {"symbol": symbol, "timeframe": timeframe, "model_id": model_id}
+    save_model(result.model, registry.artifact_path(symbol, model_id))
+    record = make_record(
+        params, result, registry, symbol=symbol, model_id=model_id, created_ns=created,
+        cycle_id=None,
+    )  # fmt: skip
+    registry.register(record)
+    return {"model_id": model_id, "artifact": str(registry.artifact_path(record))}
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from forexd.cli_ml_render import search_summary, trial_bar
+    from forexd.daemon.paths import resolve_paths
+    from forexd.domain import get_instrument
+    from forexd.models.search import SKLEARN_KINDS, run_search
+    from forexd.models.trainconfig import periods_per_year
+
+    if args.trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {args.trials}")
+    settings = _settings(args)
+    symbol, candles, seconds = _load(args)
+    params = _base_params(settings, symbol, argparse.Namespace(**{**vars(args), "model": None}))
+    kinds = tuple(dict.fromkeys(args.model)) if args.model else SKLEARN_KINDS
+    budget = _budget(settings)
+    study_dir = args.study_dir or resolve_paths(settings).data_dir / "studies"
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar/summary say enough
+    with trial_bar(enabled=not args.json, total=args.trials) as on_trial:
+        result = run_search(
+            candles,
+            params,
+            symbol=symbol,
+            pip_size=get_instrument(symbol).pip_size,
+            n_trials=args.trials,
+            study_dir=study_dir,
+            study_name=args.study_name or f"{symbol}-{args.timeframe}",
+            sampler=args.sampler,
+            kinds=kinds,
+            train_workers=budget.train_workers,
+            blas_threads=budget.blas_threads,
+            bars_per_year=periods_per_year(seconds),
+            timeout_s=args.timeout_s,
+            on_trial=on_trial,
+        )
+    out = result.to_dict() | {
+        "budget": {"train_workers": budget.train_workers, "blas_threads": budget.blas_threads}
+    }
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        Console().print(search_summary(out))
+    return 0
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from forexd.cli_ml_render import models_table
+    from forexd.daemon.paths import resolve_paths
+    from forexd.models.registry import ModelRegistry
+
+    paths = resolve_paths(_settings(args))
+    registry = ModelRegistry(paths.db, paths.models)
+    if args.models_action == "list":
+        symbol = args.symbol.upper() if args.symbol else None
+        records = [r.to_dict() for r in registry.list(symbol)]
+        if args.json:
+            print(json.dumps(records, indent=2))
+        else:
+            from rich.console import Console
+
+            Console(width=None if sys.stdout.isatty() else 160).print(models_table(records))
+        return 0
+    if not args.model_id:
+        raise ConfigError(f"usage: forexd models {args.models_action} ID")
+    if args.models_action == "show":
+        print(json.dumps(registry.get(args.model_id).to_dict(), indent=2))
+        return 0
+    record = _promote(paths, registry, args.model_id)
+    if args.json:
+        print(json.dumps(record.to_dict(), indent=2))
+    else:
+        print(f"{record.model_id} is now the champion of {record.symbol}")
+    return 0
+
+
+def _promote(paths: Any, registry: Any, model_id: str) -> Any:
+    """Promote offline, holding the daemon's pid lock so none starts meanwhile.
+
+    A running daemon keeps its champion in memory; promoting under it would leave the
+    registry and the trading model disagreeing, so that is refused.
+    """
+    from forexd.daemon.pidlock import PidLock
+    from forexd.models.artifacts import read_metadata
+
+    registry.get(model_id)  # unknown id: a clear error before taking any lock
+    lock = PidLock(paths.pidfile)
+    lock.acquire()  # AlreadyRunningError (exit 4) while a daemon runs on this data dir
+    try:
+        read_metadata(registry.artifact_path(registry.get(model_id)))  # refuse a broken file
+        return registry.set_champion(model_id)
+    finally:
+        lock.release()

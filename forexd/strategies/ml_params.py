@@ -1,0 +1,47 @@
+"""Parameters of the ``ml`` strategy: the training configuration plus trading and schedule.
+
+Kept apart from :mod:`forexd.strategies.ml` because it needs the learning layer at import
+time (it subclasses :class:`~forexd.models.trainconfig.TrainConfig`), which ``ml`` must not:
+see the import note there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from pydantic import Field, model_validator
+
+from forexd.models.errors import TORCH_INSTALL_HINT
+from forexd.models.trainconfig import TrainConfig
+
+
+class MlParams(TrainConfig):
+    """Parameters of :class:`~forexd.strategies.ml.MlStrategy`.
+
+    Attributes:
+        retrain_every_bars: bars between scheduled training cycles.
+        train_timeout_s: a cycle's heavy job is abandoned after this many seconds.
+        exit_threshold: an open position is kept while its side's probability is at least
+            this (at most ``entry_threshold``).
+        units: position size in base units.
+    """
+
+    retrain_every_bars: int = Field(500, ge=1, description="bars between scheduled cycles")
+    train_timeout_s: float = Field(
+        600.0, gt=0, le=86_400, description="a cycle's heavy job is abandoned after this"
+    )
+    exit_threshold: float = Field(
+        0.5, gt=0, le=1, description="keep a position while its side's probability is >= this"
+    )
+    units: int = Field(10_000, ge=1, le=100_000_000, description="position size in base units")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MlParams:
+        if self.exit_threshold > self.entry_threshold:
+            raise ValueError(
+                f"exit_threshold ({self.exit_threshold}) must not exceed entry_threshold "
+                f"({self.entry_threshold})"
+            )
+        if self.model.uses_torch and importlib.util.find_spec("torch") is None:
+            raise ValueError(f"model.kind = {self.model.kind} needs PyTorch; {TORCH_INSTALL_HINT}")
+        return self
