@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -63,8 +62,10 @@ class DaemonProc:
             text=True,
             env={**os.environ, **(env or {})},
         )
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.lines: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        self._cursor: dict[str, int] = {}
+        self._eof = False
         self.raw: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -77,30 +78,40 @@ class DaemonProc:
                 event = json.loads(line)
             except ValueError:
                 event = {"event": "_unparsed", "line": line}
-            self.lines.append(event)
-            self.events.put(event)
-        self.events.put({"event": "_eof"})
+            with self._changed:
+                self.lines.append(event)
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
 
     def wait_for(
         self, event: str, timeout: float = READY_TIMEOUT_S, **match: Any
     ) -> dict[str, Any]:
-        """Block until a log line with ``event`` (and the given fields) arrives."""
+        """Block until a log line with ``event`` (and the given fields) has been written.
+
+        Each event name has its own cursor: waiting for ``ready`` never skips an
+        ``order_denied`` logged before it, and two waits for ``order_filled`` return two
+        different lines.
+        """
         deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {event!r} within {timeout} s; stderr: {self.stderr()}")
-            try:
-                got = self.events.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if got.get("event") == "_eof":
-                raise AssertionError(
-                    f"daemon exited (rc={self.proc.wait()}) before {event!r}; "
-                    f"stderr: {self.stderr()}"
-                )
-            if got.get("event") == event and all(got.get(k) == v for k, v in match.items()):
-                return got
+        with self._changed:
+            while True:
+                start = self._cursor.get(event, 0)
+                for i in range(start, len(self.lines)):
+                    got = self.lines[i]
+                    if got.get("event") == event and all(got.get(k) == v for k, v in match.items()):
+                        self._cursor[event] = i + 1
+                        return got
+                if self._eof:
+                    raise AssertionError(
+                        f"daemon exited (rc={self.proc.wait()}) before {event!r}; "
+                        f"stderr: {self.stderr()}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no {event!r} within {timeout} s; stderr: {self.stderr()}")
+                self._changed.wait(remaining)
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``forexd ctl ARGS`` against this daemon's data dir."""

@@ -10,13 +10,17 @@ the budget without toggling caps per call.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 
+from forexd.errors import ForexdError
+
 T = TypeVar("T")
+JOBS_PER_GPU = 1  # CUDA contexts from several threads on one GPU: one at a time by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +40,18 @@ class JobTimeoutError(TimeoutError):
     """A heavy job ran past its explicit timeout and was abandoned."""
 
 
+class DeviceWaitTimeoutError(ForexdError):
+    """A job waited too long for its GPU; nothing ran, nothing is stuck."""
+
+
 class ComputePool:
     """Bounded executor for heavy jobs (features, training, evaluation)."""
 
-    def __init__(self, train_workers: int, max_concurrent_symbols: int) -> None:
+    def __init__(
+        self, train_workers: int, max_concurrent_symbols: int, jobs_per_gpu: int = JOBS_PER_GPU
+    ) -> None:
+        self.jobs_per_gpu = jobs_per_gpu
+        self._devices: dict[str, anyio.Semaphore] = {}
         self.limiter = anyio.CapacityLimiter(train_workers)
         self.symbols = anyio.Semaphore(max_concurrent_symbols)
         self._max_symbols = max_concurrent_symbols
@@ -48,7 +60,35 @@ class ComputePool:
         self.failed = 0
         self.last_duration_s = 0.0
 
-    async def run(self, fn: Callable[[], T], *, timeout_s: float) -> T:
+    @asynccontextmanager
+    async def device(self, name: str, *, timeout_s: float) -> AsyncIterator[None]:
+        """Hold one of ``jobs_per_gpu`` slots of a GPU (``cpu`` needs none).
+
+        One semaphore per device, acquired before a worker thread is taken and released
+        after it returns: models compared in parallel queue for the GPU instead of
+        deadlocking on it, and no wait is unbounded.
+
+        Raises:
+            DeviceWaitTimeoutError: no slot came free within ``timeout_s``.
+        """
+        if name == "cpu":
+            yield
+            return
+        sem = self._devices.setdefault(name, anyio.Semaphore(self.jobs_per_gpu))
+        try:
+            with anyio.fail_after(timeout_s):
+                await sem.acquire()
+        except TimeoutError:
+            raise DeviceWaitTimeoutError(
+                f"waited {timeout_s} s for a slot on {name} ({self.jobs_per_gpu} job(s) at a "
+                "time); another job holds it — raise the timeout or lower the parallelism"
+            ) from None
+        try:
+            yield
+        finally:
+            sem.release()
+
+    async def run(self, fn: Callable[[], T], *, timeout_s: float, device: str = "cpu") -> T:
         """Run ``fn`` in a worker thread within the budget, with an explicit timeout.
 
         A timed-out job's thread cannot be killed (Python threads are not cancellable);
@@ -57,8 +97,9 @@ class ComputePool:
 
         Raises:
             JobTimeoutError: the job did not finish within ``timeout_s``.
+            DeviceWaitTimeoutError: ``device`` (a GPU) stayed busy for ``timeout_s``.
         """
-        async with self.symbols:
+        async with self.symbols, self.device(device, timeout_s=timeout_s):
             start = time.perf_counter()
             try:
                 with anyio.fail_after(timeout_s):

@@ -341,10 +341,25 @@ class MlStrategy:
             await ctx.writer.flush()  # the newest candles are queued, not yet committed
         registry = ModelRegistry(ctx.paths.db, ctx.paths.models, ctx.writer)
         champion = self._live.champion if self._live is not None else None
+        device = "cpu"
+        if self.params.model.uses_torch:
+            from forexd.models.device import choose_device
+
+            device = choose_device(self.params.device)
         job = functools.partial(
-            training_job, self.params, ctx, registry, handle, symbol, history.times(), champion
+            training_job,
+            self.params,
+            ctx,
+            registry,
+            handle,
+            symbol,
+            history.times(),
+            champion,
+            device,
         )
-        result, record = await ctx.pool.run(job, timeout_s=self.params.train_timeout_s)
+        result, record = await ctx.pool.run(
+            job, timeout_s=self.params.train_timeout_s, device=device
+        )
         self._state = "registering"
         try:
             await registry.aregister(record)

@@ -125,11 +125,13 @@ def training_job(
     symbol: str,
     bar_times: IntArray,
     champion: Champion | None,
+    device: str = "cpu",
 ) -> tuple[CycleResult, ModelRecord]:
     """Data, training, evaluation and the artifact file; returns the row to register.
 
     Args:
         config: the strategy's training configuration.
+        device: where torch models train (resolved; the caller holds its semaphore).
         ctx: the daemon's ``TrainContext`` (paths, budget).
         registry: where the artifact goes.
         handle: the cycle's id and abandonment flag.
@@ -155,6 +157,7 @@ def training_job(
         champion=champion,
         stop=handle.check,
         phase=handle.phase,
+        device=device,
     )
     created = now_ns()
     model_id = new_model_id(symbol, created)

@@ -34,6 +34,9 @@ class MlParams(TrainConfig):
         0.5, gt=0, le=1, description="keep a position while its side's probability is >= this"
     )
     units: int = Field(10_000, ge=1, le=100_000_000, description="position size in base units")
+    device: str = Field(
+        "auto", description="torch models: auto (CUDA when present), cpu, cuda or cuda:N"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MlParams:

@@ -1,0 +1,97 @@
+"""The compute pool: bounded workers, explicit timeouts, one semaphore per GPU."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import anyio
+import pytest
+
+from forexd.daemon.compute import ComputePool, DeviceWaitTimeoutError, JobTimeoutError
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2, 3, 8])
+async def test_comparing_n_models_on_one_gpu_in_parallel_never_hangs(n_jobs: int) -> None:
+    """N jobs for the same GPU queue on its semaphore: all finish, never two at once."""
+    pool = ComputePool(train_workers=4, max_concurrent_symbols=8)
+    inside = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def job() -> int:
+        nonlocal inside, peak
+        with lock:
+            inside += 1
+            peak = max(peak, inside)
+        time.sleep(0.02)
+        with lock:
+            inside -= 1
+        return 1
+
+    results: list[int] = []
+
+    async def one() -> None:
+        results.append(await pool.run(job, timeout_s=30, device="cuda:0"))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for _ in range(n_jobs):
+                tg.start_soon(one)
+    assert [1] * n_jobs == results
+    assert 1 == peak
+    assert n_jobs == pool.stats().completed
+
+
+async def test_cpu_jobs_run_in_parallel_up_to_train_workers() -> None:
+    """CPU jobs need no device slot; the limiter bounds them at train_workers."""
+    pool = ComputePool(train_workers=2, max_concurrent_symbols=4)
+    inside, peak = 0, 0
+    lock = threading.Lock()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def job() -> None:
+        nonlocal inside, peak
+        with lock:
+            inside += 1
+            peak = max(peak, inside)
+        barrier.wait()  # proves two ran at once (it would time out otherwise)
+        with lock:
+            inside -= 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(2):
+            tg.start_soon(lambda: pool.run(job, timeout_s=30))
+    assert 2 == peak
+
+
+async def test_a_busy_gpu_gives_a_clear_timeout_error() -> None:
+    """Waiting past the timeout for a held GPU raises, naming the device."""
+    pool = ComputePool(train_workers=2, max_concurrent_symbols=2)
+    release, holding = threading.Event(), threading.Event()
+
+    def held_job() -> None:
+        holding.set()
+        release.wait(10)
+
+    async def hold() -> None:
+        await pool.run(held_job, timeout_s=30, device="cuda:1")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold)
+        await anyio.to_thread.run_sync(holding.wait, 10)  # the holder has the slot
+        with pytest.raises(DeviceWaitTimeoutError, match="cuda:1"):
+            await pool.run(lambda: None, timeout_s=0.1, device="cuda:1")
+        release.set()
+
+
+async def test_a_job_past_its_timeout_is_abandoned_with_a_typed_error() -> None:
+    """The caller gets JobTimeoutError at once; the counter records it."""
+    pool = ComputePool(train_workers=1, max_concurrent_symbols=1)
+    stop = threading.Event()
+    with pytest.raises(JobTimeoutError, match=r"0\.1 s"):
+        await pool.run(lambda: stop.wait(5), timeout_s=0.1)
+    stop.set()
+    assert 1 == pool.stats().timed_out
