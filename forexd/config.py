@@ -64,6 +64,9 @@ class ComputeConfig(_Section):
     max_concurrent_symbols: int | None = Field(
         None, ge=1, description="symbols allowed in the heavy phase at once"
     )
+    executor: Literal["threads", "processes"] = Field(
+        "threads", description="heavy jobs in worker threads, or spawned processes (GIL-bound)"
+    )
 
 
 class OandaConfig(_Section):

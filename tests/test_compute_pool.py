@@ -95,3 +95,20 @@ async def test_a_job_past_its_timeout_is_abandoned_with_a_typed_error() -> None:
         await pool.run(lambda: stop.wait(5), timeout_s=0.1)
     stop.set()
     assert 1 == pool.stats().timed_out
+
+
+async def test_the_process_executor_runs_jobs_elsewhere_and_kills_a_timed_out_one() -> None:
+    """executor="processes": jobs run in spawned workers; a timeout kills the worker."""
+    import functools
+    import os
+
+    pool = ComputePool(train_workers=1, max_concurrent_symbols=1, executor="processes")
+    with anyio.fail_after(60):
+        pid = await pool.run(os.getpid, timeout_s=60)
+    assert os.getpid() != pid
+    start = time.monotonic()
+    with pytest.raises(JobTimeoutError):
+        await pool.run(functools.partial(time.sleep, 30), timeout_s=1.0)
+    assert time.monotonic() - start < 10
+    with anyio.fail_after(60):
+        assert os.getpid() != await pool.run(os.getpid, timeout_s=60)

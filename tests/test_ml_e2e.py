@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sqlite3
@@ -210,3 +211,20 @@ def test_shutdown_during_training_exits_promptly_and_cleanly(
     assert "stopped" in events
     assert "training_cycle_finished" not in events
     assert elapsed < 10.0, elapsed  # one fold's fit at most, not the whole cycle
+
+
+def test_training_in_spawned_worker_processes_promotes_a_champion(
+    short_tmp: Path, daemon_factory: type[DaemonProc]
+) -> None:
+    """compute.executor = "processes": the cycle runs in a spawned process, same result."""
+    cfg = _config(short_tmp, "proc", end="2017-03-15")
+    d = daemon_factory(
+        short_tmp / "data", cfg, "--exit-when-done", env={"FOREXD_COMPUTE__EXECUTOR": "processes"}
+    )
+    finished = d.wait_for("training_cycle_finished", timeout=180, symbol="EURUSD")
+    assert "promoted" == finished.get("decision"), json.dumps(finished)[:2000]
+    assert 0 == d.wait(timeout=120)
+    model_id, artifact = _champion(short_tmp / "data")
+    assert model_id.startswith("EURUSD")
+    assert (short_tmp / "data" / "models").is_dir()
+    assert artifact

@@ -13,13 +13,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
+import anyio.to_process
 
 from forexd.errors import ForexdError
 
 T = TypeVar("T")
+Executor = Literal["threads", "processes"]
 JOBS_PER_GPU = 1  # CUDA contexts from several threads on one GPU: one at a time by default
 
 
@@ -48,8 +50,13 @@ class ComputePool:
     """Bounded executor for heavy jobs (features, training, evaluation)."""
 
     def __init__(
-        self, train_workers: int, max_concurrent_symbols: int, jobs_per_gpu: int = JOBS_PER_GPU
+        self,
+        train_workers: int,
+        max_concurrent_symbols: int,
+        jobs_per_gpu: int = JOBS_PER_GPU,
+        executor: Executor = "threads",
     ) -> None:
+        self.executor = executor
         self.jobs_per_gpu = jobs_per_gpu
         self._devices: dict[str, anyio.Semaphore] = {}
         self.limiter = anyio.CapacityLimiter(train_workers)
@@ -91,9 +98,11 @@ class ComputePool:
     async def run(self, fn: Callable[[], T], *, timeout_s: float, device: str = "cpu") -> T:
         """Run ``fn`` in a worker thread within the budget, with an explicit timeout.
 
-        A timed-out job's thread cannot be killed (Python threads are not cancellable);
-        it is abandoned, its result discarded, and its worker token freed only when it
-        returns. The caller gets :class:`JobTimeoutError` at once.
+        With ``executor="threads"`` a timed-out job's thread cannot be killed (Python
+        threads are not cancellable); it is abandoned, its result discarded, and its worker
+        token freed only when it returns. With ``executor="processes"`` (for GIL-bound
+        models) ``fn`` and its result must be picklable, and a timed-out worker process is
+        killed. Either way the caller gets :class:`JobTimeoutError` at once.
 
         Raises:
             JobTimeoutError: the job did not finish within ``timeout_s``.
@@ -103,9 +112,17 @@ class ComputePool:
             start = time.perf_counter()
             try:
                 with anyio.fail_after(timeout_s):
-                    result = await anyio.to_thread.run_sync(
-                        fn, limiter=self.limiter, abandon_on_cancel=True
-                    )
+                    if self.executor == "processes":
+                        # anyio's workers are fresh interpreters (spawn semantics: never a
+                        # fork after CUDA), inherit the *_NUM_THREADS caps, and are killed
+                        # on cancellation, so a timed-out job really stops.
+                        result = await anyio.to_process.run_sync(
+                            fn, cancellable=True, limiter=self.limiter
+                        )
+                    else:
+                        result = await anyio.to_thread.run_sync(
+                            fn, limiter=self.limiter, abandon_on_cancel=True
+                        )
             except TimeoutError:
                 self.timed_out += 1
                 raise JobTimeoutError(f"job exceeded its timeout of {timeout_s} s") from None

@@ -92,7 +92,11 @@ class Daemon:
         self.budget = resources.budget_from_config(
             settings.compute, self.hardware, max(1, len(settings.active_symbols))
         )
-        self.pool = ComputePool(self.budget.train_workers, self.budget.max_concurrent_symbols)
+        self.pool = ComputePool(
+            self.budget.train_workers,
+            self.budget.max_concurrent_symbols,
+            executor=settings.compute.executor,
+        )
         self.threads = resources.ThreadWatermark()
         self.writer = StorageWriter(paths.db)
         self.risk = RiskRuntime(

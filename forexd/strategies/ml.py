@@ -335,7 +335,7 @@ class MlStrategy:
     ) -> dict[str, Any]:
         from forexd.models.promotion import Champion
         from forexd.models.registry import ModelRegistry
-        from forexd.strategies.ml_cycle import training_job
+        from forexd.strategies.ml_cycle import training_job, training_job_in_process
 
         if ctx.writer is not None:
             await ctx.writer.flush()  # the newest candles are queued, not yet committed
@@ -346,17 +346,30 @@ class MlStrategy:
             from forexd.models.device import choose_device
 
             device = choose_device(self.params.device)
-        job = functools.partial(
-            training_job,
-            self.params,
-            ctx,
-            registry,
-            handle,
-            symbol,
-            history.times(),
-            champion,
-            device,
-        )
+        if ctx.pool.executor == "processes":
+            job: Any = functools.partial(
+                training_job_in_process,
+                self.params,
+                ctx.paths,
+                ctx.budget,
+                handle.cycle_id,
+                symbol,
+                history.times().copy(),
+                champion,
+                device,
+            )
+        else:
+            job = functools.partial(
+                training_job,
+                self.params,
+                ctx,
+                registry,
+                handle,
+                symbol,
+                history.times(),
+                champion,
+                device,
+            )
         result, record = await ctx.pool.run(
             job, timeout_s=self.params.train_timeout_s, device=device
         )

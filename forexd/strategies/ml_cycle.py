@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from forexd.daemon.paths import DaemonPaths
+from forexd.daemon.resources import ComputeBudget
 from forexd.domain import get_instrument
 from forexd.errors import DataError
 from forexd.models.artifacts import save_model
@@ -121,7 +124,7 @@ def training_job(
     config: TrainConfig,
     ctx: Any,
     registry: ModelRegistry,
-    handle: CycleHandle,
+    handle: CycleHandle | _ProcessHandle,
     symbol: str,
     bar_times: IntArray,
     champion: Champion | None,
@@ -179,6 +182,58 @@ def training_job(
         cycle_id=handle.cycle_id,
     )
     return result, record
+
+
+class _ProcessHandle:
+    """The handle of a cycle run in a worker process: the loop cannot reach into it, and
+    does not need to — a timed-out or cancelled worker process is killed."""
+
+    def __init__(self, cycle_id: str) -> None:
+        self.cycle_id = cycle_id
+
+    def check(self) -> None:
+        """Nothing to check: the process is killed instead of told."""
+
+    def phase(self, name: str) -> None:
+        """Phases are not reported across the process boundary."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ProcessContext:
+    """The parts of a ``TrainContext`` a worker process needs (picklable)."""
+
+    paths: DaemonPaths
+    budget: ComputeBudget
+
+
+def training_job_in_process(
+    config: TrainConfig,
+    paths: DaemonPaths,
+    budget: ComputeBudget,
+    cycle_id: str,
+    symbol: str,
+    bar_times: IntArray,
+    champion: Champion | None,
+    device: str = "cpu",
+) -> tuple[CycleResult, ModelRecord]:
+    """:func:`training_job` for ``compute.executor = "processes"`` (runs in the child).
+
+    The child applies the same thread caps as the daemon before any heavy import works.
+    """
+    from forexd.daemon.resources import apply_thread_caps
+
+    apply_thread_caps(budget.blas_threads)
+    registry = ModelRegistry(paths.db, paths.models, None)
+    return training_job(
+        config,
+        _ProcessContext(paths, budget),
+        registry,
+        _ProcessHandle(cycle_id),
+        symbol,
+        bar_times,
+        champion,
+        device,
+    )
 
 
 def make_record(
