@@ -242,7 +242,8 @@ class SymbolActor:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """One life: restore, report ready, trade until the feed ends or cancellation."""
-        after_ts = self._restore()
+        # SQLite reads off the loop: a restart must not stall the symbols still trading.
+        after_ts = await anyio.to_thread.run_sync(self._restore)
         if self.trainable is not None:
             await anyio.to_thread.run_sync(self.trainable.restore, self.deps.train_ctx, self.symbol)
         send, recv = anyio.create_memory_object_stream[list[Bar]](INBOX_MESSAGES)
