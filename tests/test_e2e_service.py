@@ -195,6 +195,7 @@ refresh_s = 0.1
         "forexd_os_threads",
         "forexd_rss_bytes",
         'forexd_bars_total{symbol="EURUSD"}',
+        'forexd_fills_total{symbol="EURUSD"}',
         'forexd_position_units{symbol="EURUSD"}',
         "forexd_equity_usd",
     ):

@@ -105,6 +105,7 @@ class ActorStats:
     unrealized_pnl: float
     orders_sent: int
     orders_rejected: int
+    fills: int
     denials: int
     restarts: int
     last_error: str | None
@@ -160,6 +161,7 @@ class SymbolActor:
         self.last_error: str | None = None
         self.orders_sent = 0
         self.orders_rejected = 0
+        self.fills = 0
         self.accepting_orders = True
         self.sizing = sizing
         self._equity = 0.0
@@ -391,6 +393,7 @@ class SymbolActor:
     def _record_fill(self, fill: Fill) -> None:
         realized = self.position.apply(fill, self.instrument)
         self.core.on_fill(fill)
+        self.fills += 1
         if self.deps.risk is not None:
             self.deps.risk.on_fill(realized, fill.commission, fill.ts)
         p = self.position
@@ -520,6 +523,7 @@ class SymbolActor:
             unrealized_pnl=round(unrealized, 2),
             orders_sent=self.orders_sent,
             orders_rejected=self.orders_rejected,
+            fills=self.fills,
             denials=self.core.denials,
             restarts=self.restarts,
             last_error=self.last_error,

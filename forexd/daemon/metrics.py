@@ -8,11 +8,13 @@ latest one: an immutable dict swapped in one assignment.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
 
+from forexd.domain import NS_PER_S, iso_to_ns
 from forexd.errors import ConfigError
 
 LAG_BUCKETS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0)
@@ -56,6 +58,7 @@ class StatusCollector:
         )
         bars = CounterMetricFamily("forexd_bars", "bars processed", labels=["symbol"])
         orders = CounterMetricFamily("forexd_orders", "orders sent", labels=["symbol"])
+        fills = CounterMetricFamily("forexd_fills", "fills recorded", labels=["symbol"])
         position = GaugeMetricFamily("forexd_position_units", "net position", labels=["symbol"])
         model_age = GaugeMetricFamily(
             "forexd_model_age_seconds", "age of the champion model", labels=["symbol"]
@@ -73,14 +76,18 @@ class StatusCollector:
             bars.add_metric([sym], s["bars_seen"])
             orders.add_metric([sym], s["orders_sent"])
             position.add_metric([sym], s["position_units"])
+            fills.add_metric([sym], s["fills"])
             training = s.get("training") or {}
-            if training.get("model_age_s") is not None:
-                model_age.add_metric([sym], training["model_age_s"])
             if training.get("cycles") is not None:
                 cycles.add_metric([sym], training["cycles"])
-            if training.get("last_cycle_s") is not None:
-                cycle_s.add_metric([sym], training["last_cycle_s"])
-        yield from (bars, orders, position, model_age, cycles, cycle_s)
+            last = training.get("last_cycle") or {}
+            if last.get("duration_s") is not None:
+                cycle_s.add_metric([sym], last["duration_s"])
+            champion = training.get("champion") or {}
+            if champion.get("trained_at"):
+                age = time.time() - iso_to_ns(champion["trained_at"]) / NS_PER_S
+                model_age.add_metric([sym], round(age, 3))
+        yield from (bars, orders, fills, position, model_age, cycles, cycle_s)
         denials = CounterMetricFamily(
             "forexd_order_denials", "orders denied by the risk gate", labels=["reason"]
         )
