@@ -22,6 +22,7 @@ import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -64,6 +65,7 @@ def run_event_driven(
     costs: CostModel,
     initial_balance: float,
     gate: OrderGate | None = None,
+    n_jobs: int = 1,
 ) -> EventRun:
     """Drive one ``SymbolCore`` per symbol and one shared ``Ledger`` through the bars.
 
@@ -73,6 +75,7 @@ def run_event_driven(
         costs: the simulated broker's costs.
         initial_balance: account start, USD.
         gate: optional risk gate, shared by all symbols as in the daemon.
+        n_jobs: threads for strategies that retrain (``ml``), from the compute budget.
     """
     if len(strategies) != len(data.series):
         raise ValueError("one strategy per symbol is needed")
@@ -80,11 +83,12 @@ def run_event_driven(
     pairs = zip(data.series, strategies, strict=True)
     cores = tuple(SymbolCore(s.instrument, strat, gate) for s, strat in pairs)
     rows: list[FillRow] = []
+    trainers = tuple(s if isinstance(s, BacktestTrainable) else None for s in strategies)
     with _gc_paused():
-        if len(cores) == 1:
+        if len(cores) == 1 and trainers[0] is None:
             _drive_one(data, cores[0], ledger, rows)
         else:
-            _drive_many(data, cores, ledger, rows)
+            _drive_many(data, cores, ledger, rows, trainers, n_jobs)
     return EventRun(_fill_table(rows), ledger, cores)
 
 
@@ -119,11 +123,28 @@ def _drive_one(
                 submit(order)
 
 
+@runtime_checkable
+class BacktestTrainable(Protocol):
+    """A strategy that retrains inside a backtest as the daemon would (``ml``)."""
+
+    def wants_training(self, bars_seen: int) -> bool:
+        """Whether a scheduled cycle is due after this bar."""
+        ...
+
+    def train_in_backtest(
+        self, candles: Any, symbol: str, *, timeframe_seconds: int, n_jobs: int = 1
+    ) -> dict[str, Any]:
+        """Run the cycle on the bars so far; the winner trades from the next bar."""
+        ...
+
+
 def _drive_many(
     data: MarketData,
     cores: tuple[SymbolCore, ...],
     ledger: Ledger,
     rows: list[FillRow],
+    trainers: tuple[BacktestTrainable | None, ...] = (),
+    n_jobs: int = 1,
 ) -> None:
     symbols = data.symbols
     offsets = np.cumsum([0] + [len(s) for s in data.series[:-1]])
@@ -148,6 +169,21 @@ def _drive_many(
             order = core.on_bar(bar)
             if order is not None:
                 submit(order)
+            trainer = trainers[k] if trainers else None
+            if trainer is not None and trainer.wants_training(core.bars_seen):
+                _train(trainer, data, k, int(data.local[i]), n_jobs)
+
+
+def _train(trainer: BacktestTrainable, data: MarketData, k: int, local: int, n_jobs: int) -> None:
+    """Retrain on symbol ``k``'s bars up to and including its ``local``-th bar."""
+    from forexd.config import TIMEFRAME_SECONDS
+    from forexd.models.trainconfig import Candles
+
+    s = data.series[k]
+    end = local + 1
+    candles = Candles(s.ts[:end], s.open[:end], s.high[:end], s.low[:end], s.close[:end])
+    seconds = TIMEFRAME_SECONDS.get(data.timeframe or "", 3600)
+    trainer.train_in_backtest(candles, s.symbol, timeframe_seconds=seconds, n_jobs=n_jobs)
 
 
 def _fill_table(rows: list[FillRow]) -> FillTable:

@@ -395,6 +395,66 @@ class MlStrategy:
             "seconds": result.seconds,
         }
 
+    # -- backtests ----------------------------------------------------------------------
+
+    def train_in_backtest(
+        self, candles: Any, symbol: str, *, timeframe_seconds: int, n_jobs: int = 1
+    ) -> dict[str, Any]:
+        """The daemon's cycle, synchronously, on the bars a backtest has replayed so far.
+
+        Same learning code, same champion/challenger rule; the winner trades from the
+        next bar. Differences from live, by construction: nothing is written to a
+        registry, and live training finishes some bars after it starts (it runs in the
+        background) while here it is instantaneous in simulated time. A failing cycle is
+        recorded and the champion keeps trading, as live.
+
+        Args:
+            candles: ``forexd.models.trainconfig.Candles`` up to and including this bar.
+            symbol: the instrument.
+            timeframe_seconds: bar length, for annualising the out-of-sample metrics.
+            n_jobs: threads for the model (the backtest's compute budget).
+        """
+        from forexd.domain import get_instrument
+        from forexd.models.promotion import Champion
+        from forexd.models.trainconfig import periods_per_year
+        from forexd.models.trainer import train_challenger
+
+        self._cycles += 1
+        cycle_id = f"{symbol}-bt{self._cycles}"
+        outcome: dict[str, Any] = {"cycle_id": cycle_id, "until": ns_to_iso(int(candles.ts[-1]))}
+        try:
+            result = train_challenger(
+                candles,
+                self.params,
+                pip_size=get_instrument(symbol).pip_size,
+                n_jobs=n_jobs,
+                bars_per_year=periods_per_year(timeframe_seconds),
+                champion=self._live.champion if self._live is not None else None,
+            )
+        except ForexdError as exc:
+            self._last_error = outcome["error"] = f"{type(exc).__name__}: {exc}"
+            self._last_cycle = outcome
+            return outcome
+        self._last_error = None
+        verdict = result.comparison
+        if verdict.promote:
+            champion = Champion.from_model(result.model, cycle_id)
+            metrics = result.metrics()
+            self._live = _Live.of(
+                champion,
+                {
+                    "model_id": cycle_id,
+                    "kind": self.params.model.kind,
+                    "trained_at": outcome["until"],
+                    "oos_log_loss": metrics.get("oos_log_loss"),
+                    "oos_sharpe": metrics.get("oos_sharpe"),
+                },
+            )
+        outcome["decision"] = "promoted" if verdict.promote else "kept_champion"
+        outcome["decision_reason"] = verdict.reason
+        self._last_cycle = outcome
+        return outcome
+
     # -- observation --------------------------------------------------------------------
 
     def training_stats(self) -> dict[str, Any]:
