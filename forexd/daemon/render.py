@@ -39,8 +39,9 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
         "unrealized",
         "orders",
         "restarts",
-        "last error",
     )
+    for col in table.columns:
+        col.no_wrap = True
     for s in status["symbols"]:
         table.add_row(
             s["symbol"],
@@ -52,6 +53,26 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
             f"{s['unrealized_pnl']:,.2f}",
             str(s["orders_sent"]),
             str(s["restarts"]),
-            s["last_error"] or "",
         )
     console.print(table)
+    for s in status["symbols"]:
+        if s["last_error"]:
+            console.print(f"[red]{s['symbol']} last error:[/] {s['last_error']}")
+        _print_training(console, s["symbol"], s.get("training"))
+
+
+def _print_training(console: Console, symbol: str, training: dict[str, Any] | None) -> None:
+    """One line per ML symbol: champion, training state, last cycle."""
+    if not training:
+        return
+    champ = training.get("champion") or {}
+    last = training.get("last_cycle") or {}
+    console.print(
+        f"{symbol} model: {champ.get('model_id', 'no champion yet')}"
+        f" ({champ.get('kind', training.get('model', '?'))}, trained "
+        f"{champ.get('trained_at', '-')}) · training {training.get('state')} · "
+        f"cycles {training.get('cycles', 0)} · last cycle {last.get('duration_s', '-')} s, "
+        f"RSS {last.get('rss_before_cleanup_mb', '-')}→{last.get('rss_after_cleanup_mb', '-')} MB"
+    )
+    if training.get("last_error"):
+        console.print(f"[red]{symbol} training error:[/] {training['last_error']}")
