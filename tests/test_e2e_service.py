@@ -102,6 +102,21 @@ max_open_positions = 4
     write_config(cfg, PACED.format(units=20000, extra="[broker]\nspread_pips = 3\n"))
     res = d.ctl("reload")
     assert 2 == res.returncode and "broker changed, which needs a restart" in res.stderr
+    missing = short_tmp / "missing.csv"
+    write_config(
+        cfg,
+        PACED.format(
+            units=30000,
+            extra=f"""
+[[symbols]]
+symbol = "GBPUSD"
+data = "{missing}"
+""",
+        ),
+    )
+    res = d.ctl("reload")
+    assert 2 == res.returncode and str(missing) in res.stderr
+    assert 1 == sum(1 for line in d.lines if line.get("event") == "strategy_reloaded")
     assert {"EURUSD", "USDCHF"} == {s["symbol"] for s in d.status()["symbols"]}
     assert 0 == d.signal()
 

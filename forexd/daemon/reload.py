@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from forexd.config import Settings, load_settings
 from forexd.daemon.paths import resolve_paths
 from forexd.errors import ConfigError
+from forexd.feeds.replay import ReplayFeed
 from forexd.strategies import build_strategy
 
 if TYPE_CHECKING:
@@ -58,16 +59,15 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
         if sym in old_syms
         and (cfg.strategy, cfg.params) != (old_syms[sym].strategy, old_syms[sym].params)
     }
-    for sym, cfg in new_syms.items():
-        if (
-            sym not in old_syms
-            and cfg.data is None
-            and new.feed.source == "bundled"
-            and sym != "EURUSD"
-        ):
-            raise ConfigError(
-                f'symbols: {sym}: the bundled sample only has EURUSD; set data = "FILE" for it'
-            )
+    added = [s for s in new_syms if s not in old_syms]
+    if added and not isinstance(daemon.feed, ReplayFeed):
+        raise ConfigError(
+            f"reload rejected: adding {', '.join(added)} to a live feed needs "
+            "a restart; the running configuration is unchanged"
+        )
+    # Load the new symbols' bars first too: a missing or bad file rejects the whole reload
+    # (load_frame's own checks), instead of failing after other changes were applied.
+    frames = {sym: daemon.load_frame(new_syms[sym]) for sym in added}
 
     daemon.settings = new
     for sym, strategy in rebuilt.items():
@@ -78,14 +78,14 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
     removed = [s for s in old_syms if s not in new_syms and s in daemon.actors]
     for sym in removed:
         daemon.stop_actor(sym)
-    added = [s for s in new_syms if s not in old_syms]
     for sym in added:
-        daemon.feed.frames[sym] = daemon.load_frame(new_syms[sym])
+        daemon.feed.frames[sym] = frames[sym]
         await daemon.start_actor(new_syms[sym])
     if new.risk != old.risk:
         daemon.risk.update_limits(new.risk)
-    daemon.feed.speed = new.feed.speed
-    daemon.feed.max_sleep_s = new.feed.max_sleep_s
+    if isinstance(daemon.feed, ReplayFeed):
+        daemon.feed.speed = new.feed.speed
+        daemon.feed.max_sleep_s = new.feed.max_sleep_s
     result = {
         "added": added,
         "removed": removed,
