@@ -86,23 +86,30 @@ def paced_latency(bars_per_s: float, end: str) -> dict[str, Any]:
     return {"bars_per_s": bars_per_s, "orders": stats.orders_sent, **stats.bar_to_order_ms}
 
 
+def _start_daemon(data_dir: str, until_event: str) -> tuple[subprocess.Popen[str], float]:
+    """Start ``forexd run`` on the bundled default; return it once ``until_event`` is logged,
+    with the seconds that took."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forexd", "run", "--data-dir", data_dir, "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if f'"event": "{until_event}"' in line:
+            return proc, time.perf_counter() - t0
+    raise RuntimeError(f"forexd exited (rc={proc.wait()}) before logging {until_event!r}")
+
+
 def start_to_ready(runs: int) -> dict[str, Any]:
     """Median wall time from process start to the ``ready`` log line."""
     times = []
     torch_loaded = False
     for _ in range(runs):
         with tempfile.TemporaryDirectory(prefix="fxb-", dir="/tmp") as tmp:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "forexd", "run", "--data-dir", tmp, "--log-format", "json"],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if '"event": "ready"' in line:
-                    times.append(time.perf_counter() - t0)
-                    break
+            proc, elapsed = _start_daemon(tmp, "ready")
+            times.append(elapsed)
             status = request(resolve_paths(load_settings(None, data_dir=Path(tmp))), "status")
             torch_loaded = torch_loaded or bool(status.get("torch_imported"))
             proc.terminate()
@@ -112,21 +119,14 @@ def start_to_ready(runs: int) -> dict[str, Any]:
         "median_s": round(statistics.median(times), 3),
         "min_s": round(min(times), 3),
         "max_s": round(max(times), 3),
+        "torch_imported": torch_loaded,
     }
 
 
 def ctl_round_trip(n: int) -> dict[str, Any]:
     """``ctl status`` round trips against an idle daemon (replay finished)."""
     with tempfile.TemporaryDirectory(prefix="fxb-", dir="/tmp") as tmp:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "forexd", "run", "--data-dir", tmp, "--log-format", "json"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if '"event": "feed_exhausted"' in line:
-                break
+        proc, _ = _start_daemon(tmp, "feed_exhausted")
         paths = resolve_paths(load_settings(None, data_dir=Path(tmp)))
         samples = []
         for _ in range(n):
