@@ -88,6 +88,9 @@ class WalkForwardSettings(_Frozen):
     min_train_rows: int = Field(100, ge=10)
     spread_pips: float = Field(0.8, ge=0, le=100)
     commission_per_million: float = Field(0.0, ge=0)
+    slippage_pips: float = Field(
+        0.0, ge=0, le=100, description="RL kinds: adverse slippage per fill in the backtest env"
+    )
 
 
 class TrainConfig(_Frozen):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from forexd.features import compute_features
-from forexd.models.errors import InsufficientDataError
+from forexd.models.errors import InsufficientDataError, ModelError
 from forexd.models.fit import fit_model
 from forexd.models.metrics import H1_PERIODS_PER_YEAR
 from forexd.models.promotion import Champion, Comparison, compare_with_champion
@@ -102,6 +102,7 @@ def train_challenger(
     stop: StopCheck = _no_stop,
     phase: PhaseCallback = _no_phase,
     progress: Callable[[int, int], None] | None = None,
+    symbol: str | None = None,
 ) -> CycleResult:
     """Run one cycle over the last ``config.lookback_candles`` candles.
 
@@ -116,6 +117,7 @@ def train_challenger(
         stop: raises to abandon the cycle; checked between phases and after each fold.
         phase: told when training and evaluating start (for ``ctl status``).
         progress: ``progress(done, total)`` over walk-forward folds and the final fit.
+        symbol: the instrument; RL kinds need it (their environment books USD P&L).
 
     Returns:
         The challenger (with metadata), its walk-forward result and the verdict.
@@ -127,6 +129,15 @@ def train_challenger(
         DataError: bad candles (non-positive prices, unsorted times).
         FitError, FeatureError, TorchUnavailableError: from the fits.
     """
+    if config.model.is_rl:  # agents train in the backtest env, not on labels
+        from forexd.models.rl_trainer import train_rl_challenger
+
+        if symbol is None:
+            raise ModelError(f"{config.model.kind}: the training cycle needs the symbol")
+        return train_rl_challenger(
+            candles, config, symbol=symbol, n_jobs=n_jobs, bars_per_year=bars_per_year,
+            champion=champion, device=device, stop=stop, phase=phase, progress=progress,
+        )  # fmt: skip
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if len(candles) < config.lookback_candles:
