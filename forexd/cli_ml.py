@@ -63,6 +63,11 @@ def add_ml_commands(subparsers: Any) -> None:
     data_args(train)
     train.add_argument("--model", choices=MODEL_KINDS, help="model kind (default: config's)")
     train.add_argument(
+        "--timesteps",
+        type=int,
+        help="recurrent_ppo: environment steps per fit (capped by the compute budget)",
+    )
+    train.add_argument(
         "--register",
         action="store_true",
         help="also fit the final model and register it as a challenger in the data dir",
@@ -144,6 +149,11 @@ def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> M
         raw["model"] = ModelSpec(kind=model).model_dump(mode="json")
     if args.lookback_candles is not None:
         raw["lookback_candles"] = args.lookback_candles
+    timesteps = getattr(args, "timesteps", None)
+    if timesteps is not None:  # rl hook (issue 14)
+        from forexd.models.rl_ppo import timesteps_override
+
+        raw["model"] = timesteps_override(raw.get("model"), timesteps)
     try:
         return MlParams(**raw)
     except ValidationError as exc:
@@ -182,6 +192,10 @@ def _spacing_s(frame: pd.DataFrame) -> int:
 
 
 def _torch_check(params: MlParams) -> None:
+    if params.model.is_rl:
+        from forexd.models.rl_ppo import import_rl
+
+        import_rl()  # raises RlUnavailableError naming pip install 'forexd[rl]'
     if params.model.uses_torch:
         from forexd.models.torch_models import import_torch
 
@@ -210,6 +224,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             n_jobs=budget.blas_threads,
             bars_per_year=periods_per_year(seconds),
             progress=progress,
+            symbol=symbol,
         )
     out: dict[str, Any] = {
         "symbol": symbol,

@@ -325,5 +325,29 @@ def fit_rl(
         "timesteps_requested": params.timesteps,
         "timesteps_capped": total < params.timesteps,
         "device": device,
+        "torch_threads": int(__import__("torch").get_num_threads()),
     }
     return RlModel(spec, policy.to(device), mean, scale, device, x.shape[1], feature_names, info)
+
+
+def timesteps_override(model: Any, timesteps: int) -> dict[str, Any]:
+    """A model spec (raw config mapping) with ``timesteps`` set (``--timesteps``).
+
+    Raises:
+        ConfigError: the model is not an RL kind, or ``timesteps`` is out of range.
+    """
+    from pydantic import ValidationError
+
+    from forexd.errors import ConfigError
+
+    raw = dict(model or {"kind": "logistic"})
+    if raw.get("kind") not in ("recurrent_ppo",):
+        raise ConfigError(
+            f"--timesteps applies to RL kinds only (recurrent_ppo), not {raw.get('kind')}; "
+            "pass --model recurrent_ppo"
+        )
+    raw["hyperparameters"] = {**dict(raw.get("hyperparameters") or {}), "timesteps": timesteps}
+    try:
+        return ModelSpec(**raw).model_dump(mode="json")
+    except ValidationError as exc:
+        raise ConfigError(f"--timesteps {timesteps}: {exc.errors()[0]['msg']}") from None

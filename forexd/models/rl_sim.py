@@ -24,8 +24,9 @@ import numpy as np
 from forexd.actors.core import OrderGate, Sizer, SymbolCore
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar, Instrument, get_instrument
-from forexd.models.metrics import TradingMetrics, summarise
+from forexd.models.metrics import TradingMetrics, positions_from_proba, summarise
 from forexd.models.trainconfig import Candles
+from forexd.models.trained import TrainedModel
 from forexd.strategies.base import BarHistory, FloatArray, IntArray
 
 ACTION_SIGNS = (-1, 0, 1)
@@ -197,3 +198,26 @@ def simulate_signs(sim: BarSim, start: int, signs: IntArray | list[int]) -> SimR
         held[i] = sim.held_units
         equity[i + 1] = sim.equity
     return SimResult(equity, pnl, costs, held, sim.fills)
+
+
+def model_signs(
+    model: TrainedModel, x: FloatArray, start: int, end: int, threshold: float
+) -> IntArray:
+    """Target signs of ``model`` for bars ``start..end - 1`` (with its context before).
+
+    An agent's sign is its deterministic action; a classifier's is the walk-forward's
+    threshold policy. Rows without a prediction stay flat.
+    """
+    ctx = model.context_rows
+    rows = x[max(0, start - ctx) : end]
+    proba = model.predict_proba(rows)[-(end - start) :]
+    if model.backend == "rl":
+        signs = np.zeros(end - start, dtype=np.int64)
+        ok = np.isfinite(proba).all(axis=1)
+        signs[ok] = model.classes[np.argmax(proba[ok], axis=1)]
+        return signs
+    pos = positions_from_proba(
+        proba, model.classes, long_threshold=threshold, short_threshold=threshold
+    )
+    out: IntArray = pos.astype(np.int64)
+    return out

@@ -31,12 +31,11 @@ from forexd.brokers.ledger import CostModel
 from forexd.domain import ns_to_iso
 from forexd.features import compute_features
 from forexd.models.errors import InsufficientDataError, ModelError
-from forexd.models.metrics import positions_from_proba, summarise
+from forexd.models.metrics import summarise
 from forexd.models.promotion import MIN_COMPARE_ROWS, Champion, Comparison
 from forexd.models.rl_ppo import RlModel, fit_rl
-from forexd.models.rl_sim import BarSim, SimResult, simulate_signs
+from forexd.models.rl_sim import BarSim, SimResult, model_signs, simulate_signs
 from forexd.models.trainconfig import Candles, TrainConfig
-from forexd.models.trained import TrainedModel
 from forexd.models.walkforward import FoldResult, WalkForwardResult
 from forexd.strategies.base import FloatArray, IntArray
 
@@ -54,29 +53,6 @@ def costs_of(config: TrainConfig) -> CostModel:
     """The backtest costs an agent trains and is scored with."""
     wf = config.walk_forward
     return CostModel(wf.spread_pips, wf.slippage_pips, wf.commission_per_million)
-
-
-def model_signs(
-    model: TrainedModel, x: FloatArray, start: int, end: int, threshold: float
-) -> IntArray:
-    """Target signs of ``model`` for bars ``start..end - 1`` (with its context before).
-
-    An agent's sign is its deterministic action; a classifier's is the walk-forward's
-    threshold policy. Rows without a prediction stay flat.
-    """
-    ctx = model.context_rows
-    rows = x[max(0, start - ctx) : end]
-    proba = model.predict_proba(rows)[-(end - start) :]
-    if isinstance(model, RlModel):
-        signs = np.zeros(end - start, dtype=np.int64)
-        ok = np.isfinite(proba).all(axis=1)
-        signs[ok] = model.classes[np.argmax(proba[ok], axis=1)]
-        return signs
-    pos = positions_from_proba(
-        proba, model.classes, long_threshold=threshold, short_threshold=threshold
-    )
-    out: IntArray = pos.astype(np.int64)
-    return out
 
 
 def _plan(config: TrainConfig, first: int, end: int, ctx: int) -> list[tuple[int, int, int, int]]:

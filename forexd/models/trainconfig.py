@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 from forexd.features import FeatureSpec
 from forexd.features.labels import direction_labels, triple_barrier_labels
 from forexd.models.metrics import H1_PERIODS_PER_YEAR
-from forexd.models.spec import GruParams, ModelSpec
+from forexd.models.spec import GruParams, ModelSpec, RecurrentPpoParams
 from forexd.strategies.base import FloatArray, IntArray
 
 if TYPE_CHECKING:
@@ -132,8 +132,10 @@ class TrainConfig(_Frozen):
 
     @property
     def context_rows(self) -> int:
-        """Earlier feature rows one prediction needs (GRU window - 1, else 0)."""
+        """Earlier feature rows one prediction needs (GRU window - 1, RL burn-in, else 0)."""
         params = self.model.params
+        if isinstance(params, RecurrentPpoParams):
+            return params.context_bars
         return params.window - 1 if isinstance(params, GruParams) else 0
 
     @property

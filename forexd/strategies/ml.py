@@ -109,6 +109,7 @@ class _Live:
     down: int
     info: dict[str, Any]
     fast: Callable[[FloatArray], FloatArray] | None
+    runner: Any = None  # rl: a RecurrentRunner carrying the agent's state bar to bar
 
     @classmethod
     def of(cls, champion: Champion, info: dict[str, Any]) -> _Live:
@@ -122,7 +123,12 @@ class _Live:
                 "(-1, or 0 of 0/1) class to trade on"
             )
         fast = _logistic_fast_path(champion.model)
-        return cls(champion, classes.index(1), classes.index(down), info, fast)
+        runner = None
+        if champion.model.backend == "rl":  # rl hook (issue 14): state carried bar to bar
+            from forexd.models.rl_live import RecurrentRunner
+
+            runner = RecurrentRunner(champion.model, champion.features)  # type: ignore[arg-type]
+        return cls(champion, classes.index(1), classes.index(down), info, fast, runner)
 
 
 class MlStrategy:
@@ -163,6 +169,9 @@ class MlStrategy:
         if len(history) < need:
             return None
         try:
+            if live.runner is not None:  # rl hook (issue 14): the agent's action is the target
+                sign = live.runner.sign(history)
+                return None if sign is None else sign * self.params.units
             proba = self._proba(live, history, need)
         except ForexdError as exc:  # bad bars or a model that cannot predict: no trade
             self._decide_errors += 1
@@ -430,6 +439,7 @@ class MlStrategy:
                 n_jobs=n_jobs,
                 bars_per_year=periods_per_year(timeframe_seconds),
                 champion=self._live.champion if self._live is not None else None,
+                symbol=symbol,
             )
         except ForexdError as exc:
             self._last_error = outcome["error"] = f"{type(exc).__name__}: {exc}"

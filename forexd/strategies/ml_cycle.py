@@ -161,6 +161,7 @@ def training_job(
         stop=handle.check,
         phase=handle.phase,
         device=device,
+        symbol=symbol,
     )
     created = now_ns()
     model_id = new_model_id(symbol, created)
