@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from forexd.strategies.ml_params import MlParams
 
 ML_COMMANDS = ("train", "search", "models")
-MODEL_ACTIONS = ("list", "show", "promote")
+MODEL_ACTIONS = ("list", "show", "promote", "compare")
 
 
 def add_ml_commands(subparsers: Any) -> None:
@@ -87,12 +87,17 @@ def add_ml_commands(subparsers: Any) -> None:
     search.add_argument("--study-name", help="study to create or resume (default SYMBOL-TF)")
     search.add_argument("--timeout-s", type=float, help="start no trial after this long")
 
-    models = subparsers.add_parser("models", help="the model registry: list, show, promote")
+    models = subparsers.add_parser(
+        "models", help="the model registry: list, show, promote, compare"
+    )
     models.add_argument("models_action", choices=MODEL_ACTIONS, metavar="ACTION")
-    models.add_argument("model_id", nargs="?", metavar="ID", help="for show and promote")
+    models.add_argument("model_id", nargs="?", metavar="ID", help="for show, promote, compare")
     models.add_argument("--symbol", help="list: only this symbol")
     models.add_argument("--json", action="store_true", help="machine-readable output")
     _add_location(models)
+    from forexd.cli_compare import add_compare_args  # issue 14 hook
+
+    add_compare_args(models)
 
 
 def dispatch_ml(args: argparse.Namespace) -> int | None:
@@ -124,11 +129,20 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _budget(settings: Settings) -> ComputeBudget:
-    """The daemon's budget for one symbol, with its thread caps applied to this process."""
+def _budget(settings: Settings, *, one_thread: bool = False) -> ComputeBudget:
+    """The daemon's budget for one symbol, with its thread caps applied to this process.
+
+    ``one_thread`` (RL kinds, issue 14): an RL fit is thousands of batch-1 steps of a tiny
+    network, where a second torch/OpenMP thread only adds synchronisation; measured on a
+    loaded 2-core box, 1024 steps took 49 s of CPU with 2 threads and ~2.5 s with 1.
+    """
+    from dataclasses import replace
+
     from forexd.daemon import resources
 
     budget = resources.budget_from_config(settings.compute, resources.detect_hardware(), 1)
+    if one_thread:
+        budget = replace(budget, blas_threads=1)
     resources.apply_thread_caps(budget.blas_threads)
     return budget
 
@@ -215,7 +229,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     symbol, candles, seconds = _load(args)
     params = _base_params(settings, symbol, args)
     _torch_check(params)
-    budget = _budget(settings)
+    budget = _budget(settings, one_thread=params.model.is_rl)
     with progress_bar(enabled=not args.json, what=f"{symbol} {params.model.kind}") as progress:
         result = train_challenger(
             candles,
@@ -344,8 +358,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from forexd.daemon.paths import resolve_paths
     from forexd.models.registry import ModelRegistry
 
-    paths = resolve_paths(_settings(args))
+    settings = _settings(args)
+    paths = resolve_paths(settings)
     registry = ModelRegistry(paths.db, paths.models)
+    if args.models_action == "compare":  # issue 14 hook
+        from forexd.cli_compare import cmd_compare
+
+        return cmd_compare(args, settings, registry)
     if args.models_action == "list":
         symbol = args.symbol.upper() if args.symbol else None
         records = [r.to_dict() for r in registry.list(symbol)]

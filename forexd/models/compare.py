@@ -6,10 +6,10 @@ threads cannot be killed when one hangs; a ``fork`` after CUDA was initialised i
 So the comparison runs in **spawned** worker processes only (``get_context("spawn")``), at
 most ``workers`` at a time (the compute budget), and every wait is bounded:
 
-* **One semaphore per normalised device** (:func:`device_key`: ``cuda`` and ``cuda:0`` are
-  one key, so they share one semaphore), a spawn-context ``BoundedSemaphore`` of
-  ``jobs_per_gpu`` slots (``workers`` for the CPU). Workers acquire it with a timeout; a
-  model that waits too long is reported ``device_timeout``, never waits forever.
+* **One semaphore per normalised device** (:func:`device_key`: ``cuda`` and ``cuda:0``
+  are one key, so they share one semaphore), a spawn-context ``BoundedSemaphore`` of
+  ``slots`` slots (1 per GPU, ``workers`` for the CPU, by default). Workers acquire it
+  with a timeout; a model that waits too long is reported ``device_timeout``.
 * **A timeout on every evaluation**, counted from the moment the worker holds its slot. A
   worker past it is killed (SIGKILL: a hang in C code ignores anything gentler), the model
   is reported ``timeout``, the slot it held is released by the parent (the worker marks
@@ -149,7 +149,7 @@ def compare_models(
     threads_per_worker: int = 1,
     timeout_s: float = 300.0,
     acquire_timeout_s: float | None = None,
-    jobs_per_gpu: int = 1,
+    slots: int | None = None,
     costs: CostModel | None = None,
     units: int = 10_000,
     initial_balance: float = 100_000.0,
@@ -166,7 +166,8 @@ def compare_models(
         threads_per_worker: BLAS/torch threads each (``blas_threads``).
         timeout_s: longest evaluation of one model once it holds its device slot.
         acquire_timeout_s: longest wait for a device slot (default ``timeout_s``).
-        jobs_per_gpu: models evaluated on one GPU at once.
+        slots: models evaluated on the device at once (default: 1 on a GPU, ``workers``
+            on the CPU).
         costs: the backtest's costs (default: none).
         units: position size.
         initial_balance: account start, USD.
@@ -177,13 +178,13 @@ def compare_models(
     """
     if not refs:
         raise ModelError("compare: give at least one model")
-    if workers < 1 or threads_per_worker < 1 or jobs_per_gpu < 1 or timeout_s <= 0:
-        raise ModelError("compare: workers, threads, jobs per GPU and timeout must be positive")
+    if workers < 1 or threads_per_worker < 1 or (slots or 1) < 1 or timeout_s <= 0:
+        raise ModelError("compare: workers, threads, slots and timeout must be positive")
     key = device_key(device)
     acquire = timeout_s if acquire_timeout_s is None else acquire_timeout_s
     n_workers = min(workers, len(refs))
     ctx = multiprocessing.get_context("spawn")
-    sem = ctx.BoundedSemaphore(jobs_per_gpu if key != "cpu" else n_workers)
+    sem = ctx.BoundedSemaphore(slots or (1 if key != "cpu" else n_workers))
     held = ctx.Array("b", n_workers, lock=False)
     setup = WorkerSetup(
         candles, symbol, costs or CostModel(), units, initial_balance, periods_per_year,
