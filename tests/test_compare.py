@@ -191,3 +191,15 @@ def test_cli_ranks_three_models_of_different_kinds_on_real_h1_data(
     assert [m["rank"] for m in ranked] == [1, 2, 3]
     assert ranked[0]["pnl"] >= ranked[1]["pnl"] >= ranked[2]["pnl"]
     assert all(m["in_sample_bars"] > 0 and m["bars"] > 10_000 for m in ranked)
+
+
+def test_bench_gpu_without_a_gpu_says_so_and_exits_0() -> None:
+    """benchmarks/bench_gpu.py on a machine without CUDA prints why and exits 0."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the benchmark would run for real")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no CUDA GPU" in proc.stdout

@@ -111,15 +111,28 @@ def evaluate(ref: ModelRef, setup: WorkerSetup) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
     }
     del model
-    _free_device_memory()
+    memory = _free_device_memory(setup.device)
+    if memory is not None:
+        out["cuda_memory"] = memory
     return out
 
 
-def _free_device_memory() -> None:
+def _free_device_memory(device: str) -> dict[str, Any] | None:
+    """Drop the model's memory; on a GPU, say what the CUDA cache held and what it freed."""
     gc.collect()
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    if torch is None or not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    before = int(torch.cuda.memory_reserved(device))
+    torch.cuda.empty_cache()
+    after = int(torch.cuda.memory_reserved(device))
+    return {
+        "peak_allocated_bytes": int(torch.cuda.max_memory_allocated(device)),
+        "allocated_after_bytes": int(torch.cuda.memory_allocated(device)),
+        "reserved_before_cleanup_bytes": before,
+        "reserved_after_cleanup_bytes": after,
+        "cleanup_freed": after < before or after == 0,
+    }
 
 
 def _cap_threads(threads: int) -> None:
