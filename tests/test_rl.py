@@ -261,3 +261,39 @@ def test_training_cycle_reports_per_fold_trading_metrics_after_costs() -> None:
     assert all(np.isfinite(f.trading.total_return) for f in folds)
     assert result.model.info["timesteps"] >= TINY["timesteps"]
     assert result.comparison.promote
+
+
+@pytest.mark.anyio
+async def test_ml_symbol_trades_the_agent_with_state_rebuilt_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A daemon cycle promotes an agent; a restarted strategy acts identically bar by bar."""
+    from forexd.domain import Bar
+    from forexd.strategies import build_strategy
+    from tests._mlsupport import SMALL_WF, history_of, store_candles, train_context
+
+    ctx = train_context(tmp_path)
+    store_candles(ctx.paths, bundled_frame().iloc[:1500])
+    params = {"model": SPEC.model_dump(mode="json"), "lookback_candles": 700,
+              "walk_forward": SMALL_WF, "units": 10_000}  # fmt: skip
+    trained = build_strategy("ml", params)
+    trained.restore(ctx, "EURUSD")  # type: ignore[attr-defined]
+    frame = bundled_frame().iloc[:1500]
+    history = history_of(frame, trained.warmup_bars + 8)
+    with one_thread():
+        await trained.train_cycle(ctx, history, "test")  # type: ignore[attr-defined]
+    stats = trained.training_stats()  # type: ignore[attr-defined]
+    assert stats["last_error"] is None and stats["champion"]["kind"] == "recurrent_ppo", stats
+    restarted = build_strategy("ml", params)
+    restarted.restore(ctx, "EURUSD")  # type: ignore[attr-defined]
+    h_live = history_of(frame, trained.warmup_bars + 8)
+    h_restart = history_of(frame, trained.warmup_bars + 8)
+    targets = []
+    for r in bundled_frame().iloc[1500:1560].itertuples(index=False):
+        bar = Bar("EURUSD", int(r.ts), r.open, r.high, r.low, r.close)
+        h_live.append(bar)
+        h_restart.append(bar)
+        live, again = trained.decide(h_live, 0), restarted.decide(h_restart, 0)
+        assert live == again
+        targets.append(live)
+    assert set(targets) <= {-10_000, 0, 10_000} and len(targets) == 60
