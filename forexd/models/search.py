@@ -28,7 +28,7 @@ import numpy as np
 from forexd.errors import ConfigError, DataError, ForexdError
 from forexd.features import compute_features
 from forexd.models.errors import TORCH_INSTALL_HINT, ModelError
-from forexd.models.spec import MODEL_KINDS, TORCH_KINDS, build_model_spec
+from forexd.models.spec import MODEL_KINDS, RL_KINDS, TORCH_KINDS, build_model_spec
 from forexd.models.trainconfig import Candles, DirectionLabel, TrainConfig, make_labels
 from forexd.models.walkforward import walk_forward
 
@@ -189,6 +189,12 @@ def run_search(
 
     if n_trials < 1 or train_workers < 1 or blas_threads < 1:
         raise ConfigError("trials, train_workers and blas_threads must each be at least 1")
+    rl = [k for k in kinds if k in RL_KINDS]
+    if rl:
+        raise ConfigError(
+            f"search does not cover RL kinds ({', '.join(rl)}) yet; evaluate them with "
+            "forexd train --model recurrent_ppo --timesteps N"
+        )
     if any(k in TORCH_KINDS for k in kinds) and importlib.util.find_spec("torch") is None:
         raise TorchUnavailableError(f"searching mlp/gru needs PyTorch; {TORCH_INSTALL_HINT}")
     if len(candles) < base.lookback_candles:
