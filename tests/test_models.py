@@ -22,6 +22,7 @@ from forexd.models import (
     choose_device,
     fit_model,
 )
+from forexd.models.spec import RL_KINDS
 from tests._fxdata import Dataset, labelled_dataset, one_thread
 
 pytestmark = pytest.mark.needs_shared
@@ -56,7 +57,8 @@ def _needs(kind: str) -> None:
         pytest.importorskip("torch", reason="torch models need the forexd[torch] extra")
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+# RL kinds train on bars, not labels: tests/test_rl.py covers them.
+@pytest.mark.parametrize("kind", [k for k in MODEL_KINDS if k not in RL_KINDS])
 def test_every_kind_predicts_probabilities_per_class(kind: str, data: Dataset) -> None:
     """Each kind gives one probability row per feature row, summing to one."""
     _needs(kind)
@@ -192,3 +194,10 @@ def test_torch_kind_without_torch_says_how_to_install(
     x, y = _train_rows(data)
     with pytest.raises(TorchUnavailableError, match=r"pip install 'forexd\[torch\]'"):
         fit_model(ModelSpec(kind="mlp"), x, y, n_jobs=1, seed=0)
+
+
+def test_fit_model_refuses_an_rl_kind_and_names_the_rl_trainer(data: Dataset) -> None:
+    """recurrent_ppo does not train on labels; fit_model says where it trains instead."""
+    x, y = _train_rows(data)
+    with pytest.raises(ModelError, match="recurrent_ppo"):
+        fit_model(ModelSpec(kind="recurrent_ppo"), x, y, n_jobs=1, seed=0)
