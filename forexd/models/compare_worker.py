@@ -98,8 +98,12 @@ def evaluate(ref: ModelRef, setup: WorkerSetup) -> dict[str, Any]:
         initial_balance=setup.initial_balance,
     )
     run = simulate_signs(sim, start, signs)
-    data_to = meta.get("data_to_ts")
-    in_sample = int(np.count_nonzero(c.ts[start:end] <= int(data_to))) if data_to else 0
+    # Bars inside the model's training range: its score there is not out of sample.
+    lo, hi = meta.get("data_from_ts"), meta.get("data_to_ts")
+    traded = c.ts[start:end]
+    in_sample = 0
+    if lo is not None and hi is not None:
+        in_sample = int(np.count_nonzero((traded >= int(lo)) & (traded <= int(hi))))
     out = {
         "kind": model.spec.kind,
         "pnl": run.total_pnl,
