@@ -60,6 +60,7 @@ def test_cuda_and_cuda_0_share_one_device_key() -> None:
         device_key("gpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [1, 2, 3, 8])
 def test_one_hanging_model_is_killed_at_its_timeout_and_the_others_are_ranked(
     artifacts: list[Path], n: int
@@ -83,6 +84,7 @@ def test_one_hanging_model_is_killed_at_its_timeout_and_the_others_are_ranked(
     assert result.seconds < HANG_TIMEOUT_S + 120  # ends at the timeout, not "never"
 
 
+@pytest.mark.slow
 def test_a_killed_workers_device_slot_is_released_for_the_next_model(
     artifacts: list[Path],
 ) -> None:
@@ -96,6 +98,7 @@ def test_a_killed_workers_device_slot_is_released_for_the_next_model(
     assert statuses == {"m0-hangs": "timeout", "m1": "ok", "m2": "ok"}
 
 
+@pytest.mark.slow
 def test_a_model_waiting_too_long_for_its_device_is_reported_not_left_waiting(
     artifacts: list[Path],
 ) -> None:
@@ -143,6 +146,7 @@ def _register(data_dir: Path, result: Any, params: MlParams, symbol: str) -> str
     return model_id
 
 
+@pytest.mark.slow
 @pytest.mark.needs_shared
 def test_cli_ranks_three_models_of_different_kinds_on_real_h1_data(
     shared_fx_dir: Path, tmp_path: Path
