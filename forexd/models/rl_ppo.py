@@ -73,7 +73,12 @@ def max_timesteps(blas_threads: int) -> int:
     return MAX_TIMESTEPS_PER_THREAD * max(1, blas_threads)
 
 
-def _params(spec: ModelSpec) -> RecurrentPpoParams:
+def rl_params(spec: ModelSpec) -> RecurrentPpoParams:
+    """The typed hyperparameters of an RL spec.
+
+    Raises:
+        ValueError: ``spec`` is not an RL kind.
+    """
     params = spec.params
     if not isinstance(params, RecurrentPpoParams):
         raise ValueError(f"{spec.kind} is not an RL model kind")
@@ -99,7 +104,7 @@ def build_policy(spec: ModelSpec, n_features: int) -> Any:
     obs_space = spaces.Box(-np.inf, np.inf, shape=(n_features,), dtype=np.float32)
     action_space = spaces.Discrete(len(RL_CLASSES))
     return RecurrentActorCriticPolicy(
-        obs_space, action_space, lambda _: 0.0, **policy_kwargs(_params(spec))
+        obs_space, action_space, lambda _: 0.0, **policy_kwargs(rl_params(spec))
     )
 
 
@@ -129,13 +134,13 @@ class RlModel(TrainedModel):
     @property
     def context_rows(self) -> int:
         """Burn-in rows whose outputs are NaN (they build the recurrent state)."""
-        return _params(self.spec).context_bars
+        return rl_params(self.spec).context_bars
 
     def initial_state(self) -> tuple[Any, Any]:
         """A zero LSTM state ``(h, c)`` of the actor."""
         import torch
 
-        shape = (1, 1, _params(self.spec).lstm_hidden_size)
+        shape = (1, 1, rl_params(self.spec).lstm_hidden_size)
         zeros = torch.zeros(shape, device=self.device)
         return zeros, zeros.clone()
 
@@ -255,7 +260,7 @@ def fit_rl(
     from forexd.models.rl_env import TradingEnv
     from forexd.models.rl_sim import BarSim
 
-    params = _params(spec)
+    params = rl_params(spec)
     started = time.perf_counter()
     if end - first < max(params.n_steps // 4, 16):
         raise InsufficientDataError(

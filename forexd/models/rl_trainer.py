@@ -33,7 +33,7 @@ from forexd.features import compute_features
 from forexd.models.errors import InsufficientDataError, ModelError
 from forexd.models.metrics import summarise
 from forexd.models.promotion import MIN_COMPARE_ROWS, Champion, Comparison
-from forexd.models.rl_ppo import RlModel, fit_rl
+from forexd.models.rl_ppo import RlModel, fit_rl, rl_params
 from forexd.models.rl_sim import BarSim, SimResult, model_signs, simulate_signs
 from forexd.models.trainconfig import Candles, TrainConfig
 from forexd.models.walkforward import FoldResult, WalkForwardResult
@@ -145,7 +145,7 @@ def train_rl_challenger(
     units = int(getattr(config, "units", DEFAULT_UNITS))
     costs = costs_of(config)
     sim = BarSim(symbol, data, costs=costs, units=units)
-    ctx = spec.params.context_bars  # type: ignore[union-attr]
+    ctx = rl_params(spec).context_bars
     folds = _plan(config, first, end, ctx)
     total = len(folds) + 1
     if progress is not None:
