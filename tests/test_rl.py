@@ -209,9 +209,21 @@ def test_missing_rl_extra_names_the_install_command(monkeypatch: pytest.MonkeyPa
         import_rl()
 
 
+def _feed(runner: Any, history: BarHistory, candles: Candles, out: list[int | None]) -> None:
+    """Append every candle to ``history`` and record the runner's sign after each."""
+    from forexd.domain import Bar
+
+    for i in range(len(candles)):
+        o, h, lo, c = (
+            float(a[i]) for a in (candles.open, candles.high, candles.low, candles.close)
+        )
+        history.append(Bar("EURUSD", int(candles.ts[i]), o, h, lo, c))
+        out.append(runner.sign(history))
+
+
 def test_live_runner_carries_state_and_rebuilds_it_after_a_restart(agent: Any) -> None:
     """Bar-by-bar live actions equal the batched evaluation; a new runner rebuilds the state."""
-    from forexd.domain import Bar, get_instrument
+    from forexd.domain import get_instrument
     from forexd.models.rl_live import RecurrentRunner
     from forexd.models.rl_sim import model_signs
 
@@ -222,15 +234,11 @@ def test_live_runner_carries_state_and_rebuilds_it_after_a_restart(agent: Any) -
     history = BarHistory(get_instrument("EURUSD"), runner.history_bars + 8)
     live: list[int | None] = []
     first_live = None
-    for i in range(len(candles)):
-        o, h, lo, c = (
-            float(a[i]) for a in (candles.open, candles.high, candles.low, candles.close)
-        )
-        history.append(Bar("EURUSD", int(candles.ts[i]), o, h, lo, c))
-        sign = runner.sign(history)
+    with one_thread():  # one step per bar of a tiny LSTM: a second thread only adds waiting
+        _feed(runner, history, candles, live)
+    for i, sign in enumerate(live):
         if sign is not None and first_live is None:
             first_live = i
-        live.append(sign)
     assert first_live is not None and runner.rebuilds == 1
     batched = model_signs(agent, x, first_live, len(candles), 0.5)
     np.testing.assert_array_equal(np.array(live[first_live:]), batched)
