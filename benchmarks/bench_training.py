@@ -199,10 +199,10 @@ def part_rss(cleanup: bool, cycles: int) -> dict[str, Any]:
     from forexd.daemon.paths import DaemonPaths
     from forexd.daemon.training import TrainContext
     from forexd.domain import Bar, get_instrument
+    from forexd.domain.bars import BarHistory
     from forexd.feeds.loaders import bundled_sample_path, load_candles
     from forexd.storage.db import open_sync
     from forexd.strategies import build_strategy, ml
-    from forexd.strategies.base import BarHistory
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # quiet
     if not cleanup:

@@ -19,6 +19,7 @@ entry must then be deleted.
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import subprocess
 import sys
@@ -215,7 +216,7 @@ def test_forexd_subpackages_form_no_import_cycle() -> None:
     if cycle is not None:
         sites = [
             f"  {src} -> {dst}: " + "; ".join(graph[(src, dst)][:3])
-            for src, dst in zip(cycle, cycle[1:], strict=False)
+            for src, dst in itertools.pairwise(cycle)
         ]
         pytest.fail("import cycle " + " -> ".join(cycle) + "\n" + "\n".join(sites))
 

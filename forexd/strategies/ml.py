@@ -36,9 +36,9 @@ import structlog
 from forexd.daemon.cleanup import run_cleanup
 from forexd.daemon.compute import JobTimeoutError
 from forexd.domain import ns_to_iso
+from forexd.domain.bars import BarHistory, FloatArray
 from forexd.errors import ForexdError
 from forexd.storage.db import now_ns
-from forexd.strategies.base import BarHistory, FloatArray
 
 if TYPE_CHECKING:
     from forexd.models.promotion import Champion

@@ -24,6 +24,7 @@ import numpy as np
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.resources import ComputeBudget
 from forexd.domain import get_instrument
+from forexd.domain.bars import IntArray
 from forexd.errors import DataError
 from forexd.models.artifacts import save_model
 from forexd.models.promotion import Champion
@@ -31,7 +32,6 @@ from forexd.models.registry import ModelRecord, ModelRegistry, new_model_id
 from forexd.models.trainconfig import Candles, TrainConfig, periods_per_year
 from forexd.models.trainer import CycleResult, train_challenger
 from forexd.storage.db import now_ns, open_sync
-from forexd.strategies.base import IntArray
 
 NS_PER_S = 1_000_000_000
 
