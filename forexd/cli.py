@@ -49,7 +49,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         command: the sub-command being run; heavy sub-commands (backtest) only define
             their options when they are the one, so `forexd ctl status` stays fast.
     """
-    from forexd.config import TIMEFRAME_SECONDS
+    from forexd.domain.timeframes import TIMEFRAME_SECONDS
 
     parser = argparse.ArgumentParser(prog="forexd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"forexd {__version__}")

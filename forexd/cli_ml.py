@@ -40,7 +40,7 @@ def add_ml_commands(subparsers: Any) -> None:
         subparsers: what ``ArgumentParser.add_subparsers()`` returned.
     """
     from forexd.cli import _add_location  # one definition of --config/--data-dir/...
-    from forexd.config import TIMEFRAME_SECONDS
+    from forexd.domain.timeframes import TIMEFRAME_SECONDS
     from forexd.feeds.loaders import FORMATS
     from forexd.models.search import SAMPLERS
     from forexd.models.spec import MODEL_KINDS
@@ -155,8 +155,8 @@ def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> M
 
 def _load(args: argparse.Namespace) -> tuple[str, Candles, int]:
     """``(symbol, candles at --timeframe, timeframe seconds)`` from ``--data``."""
-    from forexd.config import TIMEFRAME_SECONDS
     from forexd.domain import get_instrument
+    from forexd.domain.timeframes import TIMEFRAME_SECONDS
     from forexd.feeds.loaders import load_candles, resample_candles
     from forexd.models.trainconfig import Candles
 

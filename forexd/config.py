@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forexd.domain import get_instrument
+from forexd.domain.timeframes import Timeframe
 from forexd.errors import ConfigError, ForexdError
 from forexd.risk import RiskLimits, SizingConfig
 from forexd.strategies import build_strategy
@@ -34,17 +35,6 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 BrokerKind = Literal["paper", "oanda"]
 FeedKind = Literal["replay", "oanda"]
-Timeframe = Literal["M1", "M5", "M15", "M30", "H1", "H4", "D1"]
-
-TIMEFRAME_SECONDS: dict[str, int] = {
-    "M1": 60,
-    "M5": 300,
-    "M15": 900,
-    "M30": 1800,
-    "H1": 3600,
-    "H4": 14400,
-    "D1": 86400,
-}
 
 BUNDLED_SOURCE = "bundled"
 STORE_SOURCE = "store"

@@ -22,8 +22,9 @@ from forexd.backtest.request import (
     parse_value,
 )
 from forexd.brokers.ledger import CostModel
-from forexd.config import TIMEFRAME_SECONDS, BrokerConfig
+from forexd.config import BrokerConfig
 from forexd.domain import get_instrument
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import ConfigError, UnknownSymbolError
 from forexd.feeds.loaders import FORMATS
 from forexd.strategies import STRATEGIES

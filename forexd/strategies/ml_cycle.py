@@ -25,6 +25,7 @@ from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.resources import ComputeBudget
 from forexd.domain import get_instrument
 from forexd.domain.bars import IntArray
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import DataError
 from forexd.models.artifacts import save_model
 from forexd.models.promotion import Champion
@@ -89,8 +90,6 @@ def read_training_candles(
     Raises:
         DataError: no candles, or several timeframes none of which fits.
     """
-    from forexd.config import TIMEFRAME_SECONDS  # config imports the strategies: lazily
-
     spacing = int(np.median(np.diff(bar_times)) // NS_PER_S) if len(bar_times) > 1 else 0
     conn = open_sync(db_path, readonly=True)
     try:
