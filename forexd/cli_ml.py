@@ -253,8 +253,8 @@ def _register(
 ) -> dict[str, Any]:
     from forexd.daemon.paths import resolve_paths
     from forexd.models.artifacts import save_model
-    from forexd.models.registry import ModelRegistry, new_model_id
     from forexd.storage.db import now_ns
+    from forexd.storage.model_registry import ModelRegistry, new_model_id
     from forexd.strategies.ml_cycle import make_record
 
     paths = resolve_paths(settings)
@@ -327,7 +327,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from forexd.cli_ml_render import models_table
     from forexd.daemon.paths import resolve_paths
-    from forexd.models.registry import ModelRegistry
+    from forexd.storage.model_registry import ModelRegistry
 
     paths = resolve_paths(_settings(args))
     registry = ModelRegistry(paths.db, paths.models)

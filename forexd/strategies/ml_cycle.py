@@ -3,7 +3,7 @@
 :func:`training_job` reads the symbol's candles from the store (its own read-only
 connection), runs :func:`~forexd.models.trainer.train_challenger` and writes the artifact
 file. It returns the registry row instead of writing it: rows go through the daemon's one
-storage writer, from the event loop (see :mod:`forexd.models.registry`).
+storage writer, from the event loop (see :mod:`forexd.storage.model_registry`).
 
 A worker thread cannot be killed. :class:`CycleHandle` is how the loop and the thread part
 ways when the loop stops waiting (timeout, shutdown): the thread checks it between steps and
@@ -29,10 +29,10 @@ from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import DataError
 from forexd.models.artifacts import save_model
 from forexd.models.promotion import Champion
-from forexd.models.registry import ModelRecord, ModelRegistry, new_model_id
 from forexd.models.trainconfig import Candles, TrainConfig, periods_per_year
 from forexd.models.trainer import CycleResult, train_challenger
 from forexd.storage.db import now_ns, open_sync
+from forexd.storage.model_registry import ModelRecord, ModelRegistry, new_model_id
 
 NS_PER_S = 1_000_000_000
 
