@@ -360,7 +360,7 @@ def _cmd_hw(args: argparse.Namespace) -> int:
 def _cmd_data_import(args: argparse.Namespace) -> int:
     from forexd.daemon.paths import resolve_paths
     from forexd.domain import get_instrument
-    from forexd.storage.candles import import_candles
+    from forexd.feeds.candle_import import import_candles
 
     symbol = get_instrument(args.symbol).symbol
     paths = resolve_paths(_settings(args))

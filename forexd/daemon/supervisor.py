@@ -49,9 +49,10 @@ from forexd.daemon.riskruntime import RiskRuntime
 from forexd.daemon.sdnotify import Notifier, watchdog_task
 from forexd.daemon.training import TrainContext
 from forexd.errors import ConfigError, DataError, ForexdError, first_leaf
-from forexd.feeds.frames import clip_frame, read_store
+from forexd.feeds.frames import clip_frame
 from forexd.feeds.replay import ReplayFeed
 from forexd.risk import Holding
+from forexd.storage.candles import read_store
 from forexd.storage.db import StorageWriter
 from forexd.strategies import build_strategy
 
