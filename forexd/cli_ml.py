@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from forexd.config import Settings
-    from forexd.daemon.resources import ComputeBudget
+    from forexd.daemon.budget import ComputeBudget
     from forexd.models.trainconfig import Candles
     from forexd.strategies.ml_params import MlParams
 
@@ -121,10 +121,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _budget(settings: Settings) -> ComputeBudget:
     """The daemon's budget for one symbol, with its thread caps applied to this process."""
-    from forexd.daemon import resources
+    from forexd.daemon.budget import budget_from_config
+    from forexd.daemon.hardware import detect_hardware
+    from forexd.daemon.threads import ThreadLimiter
 
-    budget = resources.budget_from_config(settings.compute, resources.detect_hardware(), 1)
-    resources.apply_thread_caps(budget.blas_threads)
+    budget = budget_from_config(settings.compute, detect_hardware(), 1)
+    ThreadLimiter().apply(budget.blas_threads)
     return budget
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import structlog
 
+from forexd.daemon.budget import compute_budget
 from forexd.daemon.compute import ComputePool
 from forexd.daemon.paths import DaemonPaths
-from forexd.daemon.resources import compute_budget
 from forexd.daemon.training import TrainContext
 from forexd.domain import Bar, get_instrument
 from forexd.domain.bars import BarHistory

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from forexd.daemon.budget import ComputeBudget
 from forexd.daemon.paths import DaemonPaths
-from forexd.daemon.resources import ComputeBudget
 from forexd.domain import get_instrument
 from forexd.domain.bars import IntArray
 from forexd.domain.timeframes import TIMEFRAME_SECONDS
@@ -219,9 +219,9 @@ def training_job_in_process(
 
     The child applies the same thread caps as the daemon before any heavy import works.
     """
-    from forexd.daemon.resources import apply_thread_caps
+    from forexd.daemon.threads import ThreadLimiter
 
-    apply_thread_caps(budget.blas_threads)
+    ThreadLimiter().apply(budget.blas_threads)
     registry = ModelRegistry(paths.db, paths.models, None)
     return training_job(
         config,
