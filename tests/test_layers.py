@@ -45,6 +45,19 @@ FORBIDDEN_FOREXD = (
     "forexd.config",
     "forexd.backtest",
 )
+# Heavy libraries load lazily, where a model of that kind is built (HELPERS/STYLE rules).
+HEAVY_LIBRARIES = ("torch", "ray", "optuna", "matplotlib", "stable_baselines3", "sb3_contrib")
+# What each pure package may import from forexd (DESIGN.md "Layers"; forexd.errors,
+# forexd.fsutil and the package root count as domain). strategies -> features, models is
+# the ML strategy reading its champion: disagreement 4 in docs/architecture.md.
+BASE = {"errors", "fsutil"}
+ALLOWED_IMPORTS = {
+    "domain": BASE,
+    "features": BASE | {"domain"},
+    "risk": BASE | {"domain"},
+    "models": BASE | {"domain", "features"},
+    "strategies": BASE | {"domain", "features", "models"},
+}
 LONG_MODULE_LINES = 400
 LONG_MODULE_NOTE = "Why it is over 400 lines:"
 
@@ -184,7 +197,7 @@ print(json.dumps(sorted(sys.modules)))
 
 @pytest.mark.parametrize("package", PURE_PACKAGES)
 def test_importing_a_pure_package_loads_no_runtime_adapter_or_io_module(package: str) -> None:
-    """A fresh interpreter that imports a pure package has no anyio/SQLite/runtime module."""
+    """A fresh interpreter that imports a pure package has no anyio/SQLite/runtime/heavy module."""
     child = subprocess.run(
         [sys.executable, "-c", _CHILD.format(package=f"forexd.{package}")],
         capture_output=True,
@@ -193,8 +206,11 @@ def test_importing_a_pure_package_loads_no_runtime_adapter_or_io_module(package:
         check=False,
     )
     assert 0 == child.returncode, child.stderr
-    loaded = [m for m in json.loads(child.stdout) if _forbidden(m)]
+    modules = json.loads(child.stdout)
+    loaded = [m for m in modules if _forbidden(m)]
     assert [] == loaded, f"import forexd.{package} loaded {loaded}"
+    heavy = sorted({m.partition(".")[0] for m in modules} & set(HEAVY_LIBRARIES))
+    assert [] == heavy, f"import forexd.{package} loaded heavy libraries; import them lazily"
 
 
 @pytest.mark.parametrize(
@@ -207,6 +223,19 @@ def test_a_pure_module_imports_no_runtime_adapter_or_io_module(module: str) -> N
         return
     bad = sorted({f"line {line}: {t}" for t, line in _imports(module, path) if _forbidden(t)})
     assert [] == bad, f"{module} imports what a pure package may not"
+
+
+@pytest.mark.parametrize("package", PURE_PACKAGES)
+def test_a_pure_package_imports_only_the_layers_below_it(package: str) -> None:
+    """domain imports no other layer; features and risk only domain; models also features."""
+    allowed = ALLOWED_IMPORTS[package] | {package}
+    bad = sorted(
+        site
+        for (src, dst), sites in import_graph().items()
+        if src == package and dst not in allowed and not _forbidden(f"forexd.{dst}")
+        for site in sites
+    )
+    assert [] == bad, f"forexd.{package} imports above its layer"
 
 
 def test_forexd_subpackages_form_no_import_cycle() -> None:
