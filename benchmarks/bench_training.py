@@ -41,9 +41,10 @@ RF = {"kind": "random_forest", "hyperparameters": {"n_estimators": 100, "max_dep
 
 
 def _budget(reserve: int | None = None) -> Any:
-    from forexd.daemon import resources
+    from forexd.daemon.budget import compute_budget
+    from forexd.daemon.hardware import detect_hardware
 
-    return resources.compute_budget(resources.detect_hardware().usable_cpus, reserve=reserve)
+    return compute_budget(detect_hardware().usable_cpus, reserve=reserve)
 
 
 def _job(model: dict[str, Any], n_jobs: int) -> Any:
@@ -90,14 +91,14 @@ def part_lag(switch_interval: float | None, reserve: int | None = None) -> dict[
     """Loop lag while the pool trains, then while the same jobs run inline."""
     import anyio
 
-    from forexd.daemon import resources
     from forexd.daemon.compute import ComputePool
     from forexd.daemon.looplag import LoopLagMonitor
+    from forexd.daemon.threads import ThreadLimiter
 
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
     budget = _budget(reserve)
-    resources.apply_thread_caps(budget.blas_threads)
+    ThreadLimiter().apply(budget.blas_threads)
     n = budget.train_workers * LAG_JOBS_PER_WORKER
     jobs = [_job(HGB if i % 2 else RF, budget.blas_threads) for i in range(n)]
     jobs[0]()  # warm imports (sklearn, OpenMP) outside the measurement
@@ -144,13 +145,13 @@ def part_throughput(variant: str, jobs_n: int) -> dict[str, Any]:
     """Wall time of a batch of jobs: budgeted pool, or naive executor with uncapped BLAS."""
     import anyio
 
-    from forexd.daemon import resources
     from forexd.daemon.compute import ComputePool
+    from forexd.daemon.threads import ThreadLimiter
 
     budget = _budget()
     cpus = os.cpu_count() or 1
     if variant == "budgeted":
-        resources.apply_thread_caps(budget.blas_threads)
+        ThreadLimiter().apply(budget.blas_threads)
         n_jobs, workers = budget.blas_threads, budget.train_workers
     else:
         n_jobs, workers = cpus, cpus  # what a naive bot does: all cores per job, per worker
@@ -194,15 +195,15 @@ def part_rss(cleanup: bool, cycles: int) -> dict[str, Any]:
     import structlog
 
     from forexd.daemon import cleanup as cleanup_mod
-    from forexd.daemon import resources
     from forexd.daemon.compute import ComputePool
     from forexd.daemon.paths import DaemonPaths
+    from forexd.daemon.threads import ThreadLimiter
     from forexd.daemon.training import TrainContext
     from forexd.domain import Bar, get_instrument
+    from forexd.domain.bars import BarHistory
     from forexd.feeds.loaders import bundled_sample_path, load_candles
     from forexd.storage.db import open_sync
     from forexd.strategies import build_strategy, ml
-    from forexd.strategies.base import BarHistory
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # quiet
     if not cleanup:
@@ -210,7 +211,7 @@ def part_rss(cleanup: bool, cycles: int) -> dict[str, Any]:
         noop = cleanup_mod.CleanupReport(before, before, (), ())
         ml.run_cleanup = lambda: noop  # type: ignore[assignment]
     budget = _budget()
-    resources.apply_thread_caps(budget.blas_threads)
+    ThreadLimiter().apply(budget.blas_threads)
     frame = load_candles(bundled_sample_path(), "oanda-lean")
     with tempfile.TemporaryDirectory(prefix="fxb-", dir="/tmp") as tmp:
         paths = DaemonPaths(Path(tmp), Path(tmp) / "run")

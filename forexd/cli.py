@@ -49,7 +49,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         command: the sub-command being run; heavy sub-commands (backtest) only define
             their options when they are the one, so `forexd ctl status` stays fast.
     """
-    from forexd.config import TIMEFRAME_SECONDS
+    from forexd.domain.timeframes import TIMEFRAME_SECONDS
 
     parser = argparse.ArgumentParser(prog="forexd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"forexd {__version__}")
@@ -315,14 +315,16 @@ def _cmd_risk(args: argparse.Namespace) -> int:
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from forexd.backtest import render_summary, run_backtest, run_grid, write_report
     from forexd.backtest.cli_args import request_from_args
-    from forexd.daemon import resources
+    from forexd.daemon.budget import budget_from_config
+    from forexd.daemon.hardware import detect_hardware
     from forexd.daemon.paths import resolve_paths
+    from forexd.daemon.threads import ThreadLimiter
 
     settings = _settings(args)
     request = request_from_args(args, db_path=resolve_paths(settings).db)
     if request.grid:
-        budget = resources.budget_from_config(settings.compute, resources.detect_hardware(), 1)
-        resources.apply_thread_caps(budget.blas_threads)
+        budget = budget_from_config(settings.compute, detect_hardware(), 1)
+        ThreadLimiter().apply(budget.blas_threads)
         result: Any = run_grid(request, workers=budget.train_workers)
     else:
         result = run_backtest(request)
@@ -340,27 +342,27 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_hw(args: argparse.Namespace) -> int:
-    from forexd.daemon import resources
+    from forexd.daemon.budget import budget_from_config
+    from forexd.daemon.hardware import detect_hardware
+    from forexd.daemon.hwreport import hardware_report, render_hardware_table
 
     settings = _settings(args)
-    hw = resources.detect_hardware(import_torch=True)
-    budget = resources.budget_from_config(
-        settings.compute, hw, max(1, len(settings.active_symbols))
-    )
-    report = resources.hardware_report(hw, budget)
+    hw = detect_hardware(import_torch=True)
+    budget = budget_from_config(settings.compute, hw, max(1, len(settings.active_symbols)))
+    report = hardware_report(hw, budget)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         from rich.console import Console
 
-        Console().print(resources.render_hardware_table(report))
+        Console().print(render_hardware_table(report))
     return 0
 
 
 def _cmd_data_import(args: argparse.Namespace) -> int:
     from forexd.daemon.paths import resolve_paths
     from forexd.domain import get_instrument
-    from forexd.storage.candles import import_candles
+    from forexd.feeds.candle_import import import_candles
 
     symbol = get_instrument(args.symbol).symbol
     paths = resolve_paths(_settings(args))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from forexd.config import Settings
-    from forexd.daemon.resources import ComputeBudget
+    from forexd.daemon.budget import ComputeBudget
     from forexd.models.trainconfig import Candles
     from forexd.strategies.ml_params import MlParams
 
@@ -40,7 +40,7 @@ def add_ml_commands(subparsers: Any) -> None:
         subparsers: what ``ArgumentParser.add_subparsers()`` returned.
     """
     from forexd.cli import _add_location  # one definition of --config/--data-dir/...
-    from forexd.config import TIMEFRAME_SECONDS
+    from forexd.domain.timeframes import TIMEFRAME_SECONDS
     from forexd.feeds.loaders import FORMATS
     from forexd.models.search import SAMPLERS
     from forexd.models.spec import MODEL_KINDS
@@ -121,10 +121,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _budget(settings: Settings) -> ComputeBudget:
     """The daemon's budget for one symbol, with its thread caps applied to this process."""
-    from forexd.daemon import resources
+    from forexd.daemon.budget import budget_from_config
+    from forexd.daemon.hardware import detect_hardware
+    from forexd.daemon.threads import ThreadLimiter
 
-    budget = resources.budget_from_config(settings.compute, resources.detect_hardware(), 1)
-    resources.apply_thread_caps(budget.blas_threads)
+    budget = budget_from_config(settings.compute, detect_hardware(), 1)
+    ThreadLimiter().apply(budget.blas_threads)
     return budget
 
 
@@ -155,8 +157,8 @@ def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> M
 
 def _load(args: argparse.Namespace) -> tuple[str, Candles, int]:
     """``(symbol, candles at --timeframe, timeframe seconds)`` from ``--data``."""
-    from forexd.config import TIMEFRAME_SECONDS
     from forexd.domain import get_instrument
+    from forexd.domain.timeframes import TIMEFRAME_SECONDS
     from forexd.feeds.loaders import load_candles, resample_candles
     from forexd.models.trainconfig import Candles
 
@@ -253,8 +255,8 @@ def _register(
 ) -> dict[str, Any]:
     from forexd.daemon.paths import resolve_paths
     from forexd.models.artifacts import save_model
-    from forexd.models.registry import ModelRegistry, new_model_id
     from forexd.storage.db import now_ns
+    from forexd.storage.model_registry import ModelRegistry, new_model_id
     from forexd.strategies.ml_cycle import make_record
 
     paths = resolve_paths(settings)
@@ -327,7 +329,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from forexd.cli_ml_render import models_table
     from forexd.daemon.paths import resolve_paths
-    from forexd.models.registry import ModelRegistry
+    from forexd.storage.model_registry import ModelRegistry
 
     paths = resolve_paths(_settings(args))
     registry = ModelRegistry(paths.db, paths.models)

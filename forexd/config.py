@@ -21,9 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forexd.domain import get_instrument
+from forexd.domain.strategy_registry import check_strategy_name, strategy_params
+from forexd.domain.timeframes import Timeframe
 from forexd.errors import ConfigError, ForexdError
 from forexd.risk import RiskLimits, SizingConfig
-from forexd.strategies import build_strategy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,17 +35,6 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 BrokerKind = Literal["paper", "oanda"]
 FeedKind = Literal["replay", "oanda"]
-Timeframe = Literal["M1", "M5", "M15", "M30", "H1", "H4", "D1"]
-
-TIMEFRAME_SECONDS: dict[str, int] = {
-    "M1": 60,
-    "M5": 300,
-    "M15": 900,
-    "M30": 1800,
-    "H1": 3600,
-    "H4": 14400,
-    "D1": 86400,
-}
 
 BUNDLED_SOURCE = "bundled"
 STORE_SOURCE = "store"
@@ -133,6 +123,11 @@ class SymbolConfig(_Section):
             return get_instrument(value).symbol
         except ForexdError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        return check_strategy_name(value)
 
 
 class ActorConfig(_Section):
@@ -288,7 +283,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin)) from None
     for i, sym in enumerate(settings.symbols):
-        build_strategy(sym.strategy, sym.params, where=f"{origin}: symbols[{i}] ({sym.symbol})")
+        strategy_params(sym.strategy, sym.params, where=f"{origin}: symbols[{i}] ({sym.symbol})")
     return settings
 
 

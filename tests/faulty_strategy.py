@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from forexd.strategies.base import BarHistory, StrategyParams
+from forexd.domain.bars import BarHistory
+from forexd.strategies.base import StrategyParams
 
 
 class AlwaysRaisesParams(StrategyParams):

@@ -234,8 +234,8 @@ def test_bundled_sample_runs_without_any_data_flag() -> None:
 
 def test_store_candles_are_backtested_with_from_store(tmp_path: Path) -> None:
     """Candles imported into the SQLite store run like the file they came from."""
+    from forexd.feeds.candle_import import import_candles
     from forexd.feeds.loaders import bundled_sample_path
-    from forexd.storage.candles import import_candles
 
     db = tmp_path / "forexd.db"
     import_candles(db, bundled_sample_path(), "EURUSD", "H1", "auto")

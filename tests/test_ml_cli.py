@@ -21,7 +21,7 @@ from forexd.models.errors import (
     LabelError,
     TorchUnavailableError,
 )
-from forexd.models.registry import UnknownModelError
+from forexd.storage.model_registry import UnknownModelError
 from tests._mlsupport import bundled_frame
 
 SAMPLE = str(bundled_sample_path())

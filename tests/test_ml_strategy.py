@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from forexd.daemon.training import TrainContext
-from forexd.models.registry import ModelRegistry
+from forexd.storage.model_registry import ModelRegistry
 from forexd.strategies import build_strategy, ml_cycle
 from forexd.strategies.base import Trainable
 from forexd.strategies.ml import MlStrategy

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from forexd.domain import Bar, Fill, Instrument, Order
-from forexd.strategies.base import BarHistory, Strategy
+from forexd.domain.bars import BarHistory
+from forexd.strategies.base import Strategy
 
 HISTORY_SLACK_BARS = 8  # extra bars kept beyond the strategy's warm-up, for features
 

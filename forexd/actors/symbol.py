@@ -22,11 +22,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from forexd.actors.core import OrderGate, SymbolCore, average_true_range
 from forexd.brokers.base import Broker
 from forexd.domain import Bar, Fill, Order, OrderStatus, Position, get_instrument, ns_to_iso
+from forexd.domain.bars import BarHistory
 from forexd.errors import BrokerError, ControlRefusedError, OrderOutcomeUnknownError
 from forexd.feeds.base import ChunkedFeed, Feed
 from forexd.risk import SizingConfig
 from forexd.storage.db import StorageWriter, now_ns, open_sync
-from forexd.strategies.base import BarHistory, Strategy, Trainable
+from forexd.strategies.base import Strategy, Trainable
 
 INBOX_MESSAGES = 64  # a message is one bar, or a chunk of bars at full replay speed
 LATENCY_SAMPLES = 10_000

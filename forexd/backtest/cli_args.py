@@ -22,11 +22,12 @@ from forexd.backtest.request import (
     parse_value,
 )
 from forexd.brokers.ledger import CostModel
-from forexd.config import TIMEFRAME_SECONDS, BrokerConfig
+from forexd.config import BrokerConfig
 from forexd.domain import get_instrument
+from forexd.domain.strategy_registry import STRATEGY_NAMES
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import ConfigError, UnknownSymbolError
 from forexd.feeds.loaders import FORMATS
-from forexd.strategies import STRATEGIES
 
 
 def _broker_default(name: str) -> Any:
@@ -60,7 +61,7 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
         choices=tuple(TIMEFRAME_SECONDS),
         help="bar timeframe; finer data is resampled to it (default: the data's own)",
     )
-    parser.add_argument("--strategy", default="sma_cross", choices=sorted(STRATEGIES))
+    parser.add_argument("--strategy", default="sma_cross", choices=STRATEGY_NAMES)
     parser.add_argument(
         "--param",
         action="append",

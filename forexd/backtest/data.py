@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from forexd.backtest.request import BacktestRequest
-from forexd.config import TIMEFRAME_SECONDS
 from forexd.domain import INSTRUMENTS, NS_PER_S, Instrument, get_instrument, ns_to_iso
+from forexd.domain.bars import BarArrays, FloatArray, IntArray
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import ConfigError, DataError
-from forexd.feeds.frames import clip_frame, read_store
-from forexd.strategies.base import BarArrays, FloatArray, IntArray
+from forexd.feeds.frames import clip_frame
+from forexd.storage.candles import read_store
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 TIMEFRAME_TOLERANCE = 0.1  # median spacing may differ from the nominal by 10% (gaps, DST)

@@ -31,6 +31,7 @@ from forexd.backtest.data import MarketData
 from forexd.backtest.trades import FillTable
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.strategies.base import Strategy
 
 CHUNK_BARS = 65_536  # bars converted to Python objects at a time (~30 MB for 6 columns)
@@ -176,7 +177,6 @@ def _drive_many(
 
 def _train(trainer: BacktestTrainable, data: MarketData, k: int, local: int, n_jobs: int) -> None:
     """Retrain on symbol ``k``'s bars up to and including its ``local``-th bar."""
-    from forexd.config import TIMEFRAME_SECONDS
     from forexd.models.trainconfig import Candles
 
     s = data.series[k]

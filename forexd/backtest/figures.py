@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from forexd.strategies.base import FloatArray, IntArray
+from forexd.domain.bars import FloatArray, IntArray
 
 MAX_POINTS = 4_000  # buckets per drawn series
 MAX_MARKED_TRADES = 200  # trades marked on the price chart (the most recent ones)

@@ -3,7 +3,7 @@
 Callers take the *symbol semaphore* (``max_concurrent_symbols``: how many symbols may be
 in the heavy phase at once) and then a token of the *capacity limiter* (``train_workers``)
 that bounds ``anyio.to_thread.run_sync``. BLAS/OpenMP thread caps are process-wide and set
-once at start-up (``resources.apply_thread_caps``), so workers × BLAS threads stays within
+once at start-up (``daemon/threads.py``), so workers × BLAS threads stays within
 the budget without toggling caps per call.
 """
 

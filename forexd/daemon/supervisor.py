@@ -34,10 +34,11 @@ from forexd.brokers.base import Broker
 from forexd.brokers.ledger import CostModel
 from forexd.brokers.paper import PaperBroker
 from forexd.config import BUNDLED_SOURCE, STORE_SOURCE, Settings, SymbolConfig
-from forexd.daemon import resources
+from forexd.daemon.budget import budget_from_config
 from forexd.daemon.compute import ComputePool
 from forexd.daemon.control import ControlServer
 from forexd.daemon.handlers import register_handlers
+from forexd.daemon.hardware import detect_hardware
 from forexd.daemon.logsetup import get_logger
 from forexd.daemon.looplag import LoopLagMonitor
 from forexd.daemon.metrics import serve_metrics
@@ -47,11 +48,13 @@ from forexd.daemon.reconcile import reconcile
 from forexd.daemon.reload import apply_reload
 from forexd.daemon.riskruntime import RiskRuntime
 from forexd.daemon.sdnotify import Notifier, watchdog_task
+from forexd.daemon.threads import ThreadLimiter, ThreadWatermark
 from forexd.daemon.training import TrainContext
 from forexd.errors import ConfigError, DataError, ForexdError, first_leaf
-from forexd.feeds.frames import clip_frame, read_store
+from forexd.feeds.frames import clip_frame
 from forexd.feeds.replay import ReplayFeed
 from forexd.risk import Holding
+from forexd.storage.candles import read_store
 from forexd.storage.db import StorageWriter
 from forexd.strategies import build_strategy
 
@@ -88,8 +91,8 @@ class Daemon:
         self.control = ControlServer(
             paths, settings.control.transport, settings.control.tcp_host, settings.control.tcp_port
         )
-        self.hardware = resources.detect_hardware()
-        self.budget = resources.budget_from_config(
+        self.hardware = detect_hardware()
+        self.budget = budget_from_config(
             settings.compute, self.hardware, max(1, len(settings.active_symbols))
         )
         self.pool = ComputePool(
@@ -97,7 +100,8 @@ class Daemon:
             self.budget.max_concurrent_symbols,
             executor=settings.compute.executor,
         )
-        self.threads = resources.ThreadWatermark()
+        self.threads = ThreadWatermark()
+        self.thread_limiter = ThreadLimiter()
         self.writer = StorageWriter(paths.db)
         self.risk = RiskRuntime(
             settings.risk, paths.risk_state, paths.db, settings.account_id, get_logger("risk")
@@ -131,7 +135,7 @@ class Daemon:
     # -- start-up ---------------------------------------------------------------------
 
     async def _startup(self, tg: TaskGroup) -> None:
-        caps = resources.apply_thread_caps(self.budget.blas_threads)
+        caps = self.thread_limiter.apply(self.budget.blas_threads)
         self.log.info(
             "starting",
             version=__version__,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from forexd.daemon.budget import ComputeBudget
 from forexd.daemon.compute import ComputePool
 from forexd.daemon.paths import DaemonPaths
-from forexd.daemon.resources import ComputeBudget
 from forexd.storage.db import StorageWriter
 
 

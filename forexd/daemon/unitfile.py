@@ -23,6 +23,11 @@ Choices made (docs/service.md has the ``systemd-analyze security`` result):
   need unprivileged user namespaces and fail the start where those are disabled.
 - Exit codes 2, 4 and 5 (bad configuration, data directory held by another daemon,
   unusable risk state) are ``RestartPreventExitStatus``: a restart cannot fix them.
+
+Why it is over 400 lines: it has one responsibility, the unit file, and its length is
+the rendering of about forty directives with the reason for each beside it, plus the
+install step that must agree with them (paths, quoting, the service user). Splitting
+render from install would put the two halves of one contract in two files.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.models.device import choose_device
 from forexd.models.errors import FitError, LabelError, ModelError
 from forexd.models.spec import (
@@ -24,7 +25,6 @@ from forexd.models.spec import (
     RandomForestParams,
 )
 from forexd.models.trained import SklearnModel, TrainedModel, check_matrix
-from forexd.strategies.base import FloatArray, IntArray
 
 
 def _labels(y: FloatArray, n_rows: int, kind: str) -> tuple[IntArray, IntArray]:

@@ -47,7 +47,7 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE events (
             ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, symbol TEXT, detail TEXT NOT NULL)""",
     ],
-    # 2: the model registry (forexd.models.registry). Artifacts live in files under
+    # 2: the model registry (forexd.storage.model_registry). Artifacts live in files under
     # <data dir>/models/<SYMBOL>/; a row describes one and says whether it trades.
     [
         """CREATE TABLE models (

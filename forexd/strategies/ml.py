@@ -12,7 +12,7 @@ Two halves with different rules:
   walk-forward, the final fit, the champion comparison, writing the artifact — is one job in
   the daemon's compute pool (symbol semaphore, bounded workers, ``train_timeout_s``); the
   registry rows are written afterwards through the storage writer (see
-  :mod:`forexd.models.registry` for why). Failures of a cycle are recorded on its stats and
+  :mod:`forexd.storage.model_registry` for why). Failures of a cycle are recorded on its stats and
   logged with its ``cycle_id``; the champion keeps trading. Cancellation (shutdown) is
   never swallowed.
 
@@ -36,14 +36,14 @@ import structlog
 from forexd.daemon.cleanup import run_cleanup
 from forexd.daemon.compute import JobTimeoutError
 from forexd.domain import ns_to_iso
+from forexd.domain.bars import BarHistory, FloatArray
 from forexd.errors import ForexdError
 from forexd.storage.db import now_ns
-from forexd.strategies.base import BarHistory, FloatArray
 
 if TYPE_CHECKING:
     from forexd.models.promotion import Champion
-    from forexd.models.registry import ModelRecord
     from forexd.models.trained import TrainedModel
+    from forexd.storage.model_registry import ModelRecord
     from forexd.strategies.ml_cycle import CycleHandle
     from forexd.strategies.ml_params import MlParams
 
@@ -219,7 +219,7 @@ class MlStrategy:
         from forexd.models.artifacts import load_model
         from forexd.models.errors import ArtifactError
         from forexd.models.promotion import Champion
-        from forexd.models.registry import ModelRegistry
+        from forexd.storage.model_registry import ModelRegistry
 
         self._pending_ctx = None
         self._symbol = symbol
@@ -334,7 +334,7 @@ class MlStrategy:
         self, ctx: Any, handle: CycleHandle, symbol: str, history: BarHistory, log: Any
     ) -> dict[str, Any]:
         from forexd.models.promotion import Champion
-        from forexd.models.registry import ModelRegistry
+        from forexd.storage.model_registry import ModelRegistry
         from forexd.strategies.ml_cycle import training_job, training_job_in_process
 
         if ctx.writer is not None:

@@ -3,7 +3,7 @@
 :func:`training_job` reads the symbol's candles from the store (its own read-only
 connection), runs :func:`~forexd.models.trainer.train_challenger` and writes the artifact
 file. It returns the registry row instead of writing it: rows go through the daemon's one
-storage writer, from the event loop (see :mod:`forexd.models.registry`).
+storage writer, from the event loop (see :mod:`forexd.storage.model_registry`).
 
 A worker thread cannot be killed. :class:`CycleHandle` is how the loop and the thread part
 ways when the loop stops waiting (timeout, shutdown): the thread checks it between steps and
@@ -21,17 +21,18 @@ from typing import Any
 
 import numpy as np
 
+from forexd.daemon.budget import ComputeBudget
 from forexd.daemon.paths import DaemonPaths
-from forexd.daemon.resources import ComputeBudget
 from forexd.domain import get_instrument
+from forexd.domain.bars import IntArray
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import DataError
 from forexd.models.artifacts import save_model
 from forexd.models.promotion import Champion
-from forexd.models.registry import ModelRecord, ModelRegistry, new_model_id
 from forexd.models.trainconfig import Candles, TrainConfig, periods_per_year
 from forexd.models.trainer import CycleResult, train_challenger
 from forexd.storage.db import now_ns, open_sync
-from forexd.strategies.base import IntArray
+from forexd.storage.model_registry import ModelRecord, ModelRegistry, new_model_id
 
 NS_PER_S = 1_000_000_000
 
@@ -89,8 +90,6 @@ def read_training_candles(
     Raises:
         DataError: no candles, or several timeframes none of which fits.
     """
-    from forexd.config import TIMEFRAME_SECONDS  # config imports the strategies: lazily
-
     spacing = int(np.median(np.diff(bar_times)) // NS_PER_S) if len(bar_times) > 1 else 0
     conn = open_sync(db_path, readonly=True)
     try:
@@ -220,9 +219,9 @@ def training_job_in_process(
 
     The child applies the same thread caps as the daemon before any heavy import works.
     """
-    from forexd.daemon.resources import apply_thread_caps
+    from forexd.daemon.threads import ThreadLimiter
 
-    apply_thread_caps(budget.blas_threads)
+    ThreadLimiter().apply(budget.blas_threads)
     registry = ModelRegistry(paths.db, paths.models, None)
     return training_job(
         config,

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import anyio
 
 from forexd.domain import ns_to_iso
-from forexd.models.errors import ModelError
+from forexd.errors import ForexdError
 from forexd.storage.db import now_ns, open_sync
 
 if TYPE_CHECKING:
@@ -61,8 +61,12 @@ SQL_PROMOTE = (
 )
 
 
-class UnknownModelError(ModelError):
-    """No model with the given id is registered."""
+class UnknownModelError(ForexdError):
+    """No model with the given id is registered.
+
+    A :class:`~forexd.errors.ForexdError`, not a learning-layer ``ModelError``: the storage
+    adapter does not import the learning layer.
+    """
 
 
 @dataclass(frozen=True, slots=True)

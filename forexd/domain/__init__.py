@@ -3,6 +3,9 @@
 Times are integers: nanoseconds since the Unix epoch, UTC. That is what numpy's
 ``datetime64[ns]`` holds, so a column of bars converts to these types without parsing,
 and integer comparisons are exact in both the live path and the vectorised backtest.
+
+The rest of the domain layer: :mod:`forexd.domain.bars` (bar windows and series as
+arrays), :mod:`forexd.domain.timeframes` and :mod:`forexd.domain.strategy_registry`.
 """
 
 from __future__ import annotations
