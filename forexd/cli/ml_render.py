@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from forexd.cli.output import PIPE_WIDTH
+from forexd.cli.tables import Col, fit_table
 from forexd.models.walkforward import WalkForwardResult
 
 ProgressFn = Callable[[int, int], None]
@@ -68,14 +70,35 @@ def trial_bar(*, enabled: bool, total: int) -> Iterator[Callable[[int, float | N
         yield update
 
 
-def fold_table(result: WalkForwardResult, title: str) -> Table:
-    """One row per walk-forward fold and a pooled row."""
-    table = Table(title=title)
-    for col in ("fold", "test from", "test to", "train", "test", "accuracy", "log loss",
-                "sharpe", "return %", "trades"):  # fmt: skip
-        table.add_column(col, justify="left" if col.startswith("test ") else "right")
-    for f in result.folds:
-        table.add_row(
+FOLD_COLUMNS = (
+    Col("fold"),
+    Col("test from", "left", keep=6),
+    Col("test to", "left", keep=7),
+    Col("train", keep=2),
+    Col("test", keep=3),
+    Col("accuracy", keep=5),
+    Col("log loss", keep=4),
+    Col("sharpe"),
+    Col("return %"),
+    Col("trades", keep=8),
+)
+
+MODEL_COLUMNS = (
+    Col("model id", "left"),
+    Col("symbol", "left", keep=2),
+    Col("kind", "left", keep=5),
+    Col("status", "left"),
+    Col("created", "left", keep=3),
+    Col("data to", "left", keep=1),
+    Col("OOS log loss", keep=4),
+    Col("OOS sharpe", keep=6),
+)
+
+
+def fold_table(result: WalkForwardResult, title: str, width: int = PIPE_WIDTH) -> Any:
+    """One row per walk-forward fold and a pooled row, fitted to ``width`` columns."""
+    rows = [
+        [
             str(f.index + 1),
             f.test_from or str(f.test_start),
             f.test_to or str(f.test_end - 1),
@@ -86,48 +109,76 @@ def fold_table(result: WalkForwardResult, title: str) -> Table:
             _num(f.trading.sharpe, 2),
             _num(100 * f.trading.total_return, 2),
             str(f.trading.trades),
-        )
+        ]
+        for f in result.folds
+    ]
     t = result.trading
-    table.add_row(
+    rows.append([
         "all", "", "", "", str(sum(f.test_rows for f in result.folds)),
         _num(result.accuracy, 3), _num(result.log_loss), _num(t.sharpe, 2),
-        _num(100 * t.total_return, 2), str(t.trades), style="bold",
-    )  # fmt: skip
-    return table
+        _num(100 * t.total_return, 2), str(t.trades),
+    ])  # fmt: skip
+    styles = [None] * len(result.folds) + ["bold"]
+    return fit_table(FOLD_COLUMNS, rows, width=width, title=title, row_styles=styles)
+
+
+def best_line(out: dict[str, Any]) -> str:
+    """The best trial's Sharpe beside its trade count; no Sharpe when it never traded."""
+    trading = (out.get("best_metrics") or {}).get("trading") or {}
+    trades = trading.get("trades")
+    if trades == 0:
+        return "best trial made no trades (no Sharpe to speak of)"
+    count = f" over {trades:,} trades" if isinstance(trades, int) else ""
+    return f"best Sharpe {_num(out['best_value'], 3)}{count}"
 
 
 def search_summary(out: dict[str, Any]) -> Table:
     """The best trial of a search, parameter by parameter."""
     table = Table(
-        title=f"study {out['study_name']}: best Sharpe {_num(out['best_value'], 3)} "
+        title=f"study {out['study_name']}: {best_line(out)} "
         f"({out['trials_total']} trials, {out['failed_this_run']} failed this run)"
     )
     table.add_column("parameter")
     table.add_column("best value", justify="right")
     for key, value in sorted(out["best_params"].items()):
         table.add_row(key, _num(value) if isinstance(value, float) else str(value))
+    trading = out["best_metrics"].get("trading") or {}
+    table.add_row("trades (OOS)", str(trading.get("trades", "—")), style="dim")
     table.add_row("log loss (OOS)", _num(out["best_metrics"].get("log_loss")), style="dim")
     table.add_row("storage", out["storage"], style="dim")
     return table
 
 
-def models_table(records: list[dict[str, Any]]) -> Table:
-    """Registered models, newest first."""
-    table = Table(title="models")
-    for col in ("model id", "symbol", "kind", "status", "created", "data to", "OOS log loss",
-                "OOS sharpe"):  # fmt: skip
-        table.add_column(col)
-    for r in records:
-        m = r["metrics"]
-        table.add_row(
+def models_table(records: list[dict[str, Any]], width: int = PIPE_WIDTH) -> Any:
+    """Registered models, newest first, fitted to ``width`` columns."""
+    rows = [
+        [
             r["model_id"],
             r["symbol"],
             r["kind"],
             r["status"],
             r["created_at"],
             r["data_to"],
-            _num(m.get("oos_log_loss")),
-            _num(m.get("oos_sharpe"), 2),
-            style="bold" if r["status"] == "champion" else None,
-        )
+            _num(r["metrics"].get("oos_log_loss")),
+            _num(r["metrics"].get("oos_sharpe"), 2),
+        ]
+        for r in records
+    ]
+    styles = ["bold" if r["status"] == "champion" else None for r in records]
+    return fit_table(MODEL_COLUMNS, rows, width=width, title="models", row_styles=styles)
+
+
+def model_details(record: dict[str, Any]) -> Table:
+    """``models show``: the record's fields and headline metrics, one per row."""
+    table = Table(title=f"model {record.get('model_id', '?')}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in record.items():
+        if key == "metrics" and isinstance(value, dict):
+            for mkey, mvalue in value.items():
+                if not isinstance(mvalue, dict | list):
+                    shown = _num(mvalue) if isinstance(mvalue, float) else str(mvalue)
+                    table.add_row(f"metrics.{mkey}", shown)
+        elif not isinstance(value, dict | list):
+            table.add_row(key, _num(value) if isinstance(value, float) else str(value))
     return table

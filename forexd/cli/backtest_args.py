@@ -1,6 +1,6 @@
 """The ``forexd backtest`` flags, and the request they describe.
 
-``cli.py`` calls :func:`add_backtest_arguments` on its sub-parser and
+:mod:`forexd.cli.backtest` calls :func:`add_backtest_arguments` on its sub-parser and
 :func:`request_from_args` on the parsed namespace. Choices and defaults come from the
 registries they describe (strategies, timeframes, candle formats, rank metrics, the paper
 broker's cost defaults), so the command line cannot drift from them.
@@ -22,10 +22,11 @@ from forexd.backtest.request import (
     parse_value,
 )
 from forexd.brokers.ledger import CostModel
-from forexd.config import TIMEFRAME_SECONDS, BrokerConfig
+from forexd.cli.options import add_candle_format, add_timeframe
+from forexd.cli.parser import check_param_names
+from forexd.config import BrokerConfig
 from forexd.domain import get_instrument
 from forexd.errors import ConfigError, UnknownSymbolError
-from forexd.feeds.loaders import FORMATS
 from forexd.strategies import STRATEGIES
 
 
@@ -46,18 +47,16 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--from-store", action="store_true", help="read candles from the SQLite store"
     )
-    parser.add_argument(
-        "--format", dest="data_format", default="auto", choices=FORMATS, help="candle file format"
-    )
+    add_candle_format(parser)
     parser.add_argument(
         "--symbol",
         action="append",
         default=[],
         help="symbol to trade (repeat for a portfolio); default: from the file name",
     )
-    parser.add_argument(
-        "--timeframe",
-        choices=tuple(TIMEFRAME_SECONDS),
+    add_timeframe(
+        parser,
+        default=None,
         help="bar timeframe; finer data is resampled to it (default: the data's own)",
     )
     parser.add_argument("--strategy", default="sma_cross", choices=sorted(STRATEGIES))
@@ -154,10 +153,15 @@ def request_from_args(ns: argparse.Namespace, *, db_path: Path | None = None) ->
             range, or contradictory flags.
     """
     grid = dict(parse_range(spec) for spec in ns.grid)
+    params = parse_assignments(ns.param, "--param")
+    cls = STRATEGIES.get(ns.strategy)
+    if cls is not None:  # a plugin (module:Class) is checked when it is built
+        check_param_names("--param", ns.strategy, cls.Params, params)
+        check_param_names("--grid", ns.strategy, cls.Params, grid)
     request = BacktestRequest(
         symbols=tuple(ns.symbol),
         strategy=ns.strategy,
-        params=parse_assignments(ns.param, "--param"),
+        params=params,
         grid=grid,
         rank_by=ns.rank_by,
         data=ns.data,

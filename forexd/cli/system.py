@@ -1,0 +1,82 @@
+"""``forexd config check``, ``forexd hw`` and ``forexd completion``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from forexd.cli.options import add_json
+from forexd.cli.output import Output
+from forexd.cli.parser import bind
+
+SHELLS = ("bash", "zsh")
+
+
+def configure(name: str, p: argparse.ArgumentParser) -> None:
+    """Add ``config``, ``hw`` or ``completion`` (one module, three small commands)."""
+    if name == "config":
+        actions = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+        check = actions.add_parser("check", help="validate a config, print effective settings")
+        check.add_argument("file", type=Path, nargs="?", help="omit: defaults + environment")
+        add_json(check)
+        bind(check, handle_config_check)
+    elif name == "hw":
+        add_json(p)
+        p.add_argument("--config", type=Path, help="TOML config file ([compute] section)")
+        bind(p, handle_hw)
+    else:
+        p.add_argument("shell", choices=SHELLS)
+        p.epilog = (
+            'activate for this shell:  eval "$(forexd completion bash)"\n'
+            "or for every new shell:   forexd completion bash >> ~/.bashrc\n"
+            "(zsh: the same with zsh and ~/.zshrc)\n\n" + (p.epilog or "")
+        )
+        bind(p, handle_completion)
+
+
+def handle_config_check(args: argparse.Namespace, out: Output) -> int:
+    """Validate a config and print the effective settings with resolved paths."""
+    from forexd.config import env_snapshot, load_settings
+    from forexd.daemon.paths import resolve_paths
+
+    settings = load_settings(args.file)
+    effective = settings.model_dump(mode="json")
+    paths = resolve_paths(settings)
+    effective["resolved_paths"] = {
+        "data_dir": str(paths.data_dir),
+        "runtime_dir": str(paths.runtime_dir),
+    }
+    origin = args.file or "defaults + environment"
+    data = {"valid": True, "settings": effective, "env": env_snapshot()}
+
+    def draw(console: Any) -> None:
+        console.print(f"{origin}: valid", markup=False)
+        console.print(json.dumps(effective, indent=2), markup=False)
+
+    return out.result(data, draw)
+
+
+def handle_hw(args: argparse.Namespace, out: Output) -> int:
+    """The hardware found and the compute budget the daemon would use."""
+    from forexd.config import load_settings
+    from forexd.daemon import resources
+
+    settings = load_settings(args.config)
+    hw = resources.detect_hardware(import_torch=True)
+    budget = resources.budget_from_config(
+        settings.compute, hw, max(1, len(settings.active_symbols))
+    )
+    report = resources.hardware_report(hw, budget)
+    return out.result(
+        report, lambda console: console.print(resources.render_hardware_table(report))
+    )
+
+
+def handle_completion(args: argparse.Namespace, out: Output) -> int:
+    """Print the completion script for ``args.shell`` (argcomplete's, for ``forexd``)."""
+    from argcomplete.shell_integration import shellcode
+
+    print(shellcode(["forexd"], shell=args.shell), end="")
+    return 0
