@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (lets argcomplete's global completion find forexd)
 """The ``forexd`` command line (see :mod:`forexd.cli.app` for how it is put together).
 
 Layout: ``app`` (parser, ``main``, exit codes), ``parser`` (typo suggestions, handler

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from forexd.cli.options import add_json
 from forexd.cli.output import Output, Spinner
 from forexd.cli.parser import bind
 
@@ -15,8 +14,7 @@ def configure(name: str, p: argparse.ArgumentParser) -> None:
     """Add the backtest flags (they import the engine: only built when backtest runs)."""
     from forexd.cli.backtest_args import add_backtest_arguments
 
-    add_backtest_arguments(p)
-    add_json(p)
+    add_backtest_arguments(p)  # --json included
     p.add_argument("--config", type=Path, help="config (costs, --from-store data dir)")
     p.add_argument("--data-dir", type=Path, help="data dir whose store --from-store reads")
     bind(p, handle)

@@ -22,7 +22,7 @@ from forexd.backtest.request import (
     parse_value,
 )
 from forexd.brokers.ledger import CostModel
-from forexd.cli.options import add_candle_format, add_timeframe
+from forexd.cli.options import add_candle_format, add_json, add_timeframe
 from forexd.cli.parser import check_param_names
 from forexd.config import BrokerConfig
 from forexd.domain import get_instrument
@@ -118,7 +118,7 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
         help="annual interest differential in percent (base minus quote) a long earns per "
         "night at 17:00 New York; repeat per symbol, or give one for all",
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json(parser)
     parser.add_argument("--report", type=Path, metavar="OUT.html", help="write an HTML report")
     parser.add_argument(
         "--png-dir", type=Path, help="also write the report's figures as PNG files here"
