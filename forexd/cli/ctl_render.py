@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from forexd.cli.output import money
-from forexd.cli.tables import Col, fit_table
+from forexd.cli.tables import Col, compact_time, fit_table
 
 Render = Callable[[Any], None]
 
@@ -14,7 +14,7 @@ STATUS_COLUMNS = (
     Col("symbol", "left"),
     Col("state", "left"),
     Col("risk", "left", keep=7),
-    Col("last bar", "left", keep=5),
+    Col("last bar (UTC)", "left", keep=5),
     Col("bars", keep=3),
     Col("position"),
     Col("realized", keep=6),
@@ -52,7 +52,7 @@ def print_status(status: dict[str, Any], console: Any) -> None:
             s["symbol"],
             s["state"],
             str(symbol_states.get(s["symbol"], "active")) if risk else "-",
-            s["last_bar_time"] or "-",
+            compact_time(s["last_bar_time"]),
             str(s["bars_seen"]),
             str(s["position_units"]),
             money(s["realized_pnl"]),

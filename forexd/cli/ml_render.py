@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from forexd.cli.output import PIPE_WIDTH
-from forexd.cli.tables import Col, fit_table
+from forexd.cli.tables import Col, compact_time, fit_table
 from forexd.models.walkforward import WalkForwardResult
 
 ProgressFn = Callable[[int, int], None]
@@ -72,7 +72,7 @@ def trial_bar(*, enabled: bool, total: int) -> Iterator[Callable[[int, float | N
 
 FOLD_COLUMNS = (
     Col("fold"),
-    Col("test from", "left", keep=6),
+    Col("test from (UTC)", "left", keep=6),
     Col("test to", "left", keep=7),
     Col("train", keep=2),
     Col("test", keep=3),
@@ -88,7 +88,7 @@ MODEL_COLUMNS = (
     Col("symbol", "left", keep=2),
     Col("kind", "left", keep=5),
     Col("status", "left"),
-    Col("created", "left", keep=3),
+    Col("created (UTC)", "left", keep=3),
     Col("data to", "left", keep=1),
     Col("OOS log loss", keep=4),
     Col("OOS sharpe", keep=6),
@@ -100,8 +100,8 @@ def fold_table(result: WalkForwardResult, title: str, width: int = PIPE_WIDTH) -
     rows = [
         [
             str(f.index + 1),
-            f.test_from or str(f.test_start),
-            f.test_to or str(f.test_end - 1),
+            compact_time(f.test_from) if f.test_from else str(f.test_start),
+            compact_time(f.test_to) if f.test_to else str(f.test_end - 1),
             str(f.train_rows),
             str(f.test_rows),
             _num(f.accuracy, 3),
@@ -157,8 +157,8 @@ def models_table(records: list[dict[str, Any]], width: int = PIPE_WIDTH) -> Any:
             r["symbol"],
             r["kind"],
             r["status"],
-            r["created_at"],
-            r["data_to"],
+            compact_time(r["created_at"]),
+            compact_time(r["data_to"]),
             _num(r["metrics"].get("oos_log_loss")),
             _num(r["metrics"].get("oos_sharpe"), 2),
         ]

@@ -37,6 +37,15 @@ class Col:
     keep: int | None = None
 
 
+def compact_time(iso: str | None) -> str:
+    """``2018-01-02T10:00:00Z`` -> ``2018-01-02 10:00`` (UTC; nothing lost for whole minutes)."""
+    if not iso:
+        return "-"
+    if len(iso) == 20 and iso.endswith(":00Z") and iso[10] == "T":
+        return f"{iso[:10]} {iso[11:16]}"
+    return iso
+
+
 def _fold(header: str, width: int) -> str:
     """``header`` on as many lines as needed to be ``width`` wide (never splitting words)."""
     if len(header) <= width or " " not in header:
