@@ -155,7 +155,7 @@ def renderer(action: str, result: dict[str, Any]) -> Render:
 
     def draw(console: Any) -> None:
         for line in lines:
-            console.print(line, markup=False)
+            console.print(line, markup=False, soft_wrap=True)
 
     return draw
 

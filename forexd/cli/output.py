@@ -104,7 +104,7 @@ class Output:
         if self.as_json:
             print(json.dumps(clean_floats(data), indent=2, default=str), flush=True)
         elif isinstance(render, str):
-            self.console.print(render, markup=False)
+            self.console.print(render, markup=False, soft_wrap=True)  # the terminal wraps
         elif render is not None:
             render(self.console)
         return 0
@@ -112,7 +112,7 @@ class Output:
     def line(self, text: str) -> None:
         """One more line for people (nothing in JSON mode: the data says it already)."""
         if not self.as_json:
-            self.console.print(text, markup=False)
+            self.console.print(text, markup=False, soft_wrap=True)
 
     def error(self, exc: ForexdError) -> int:
         """Report a user-facing error and return its exit code."""

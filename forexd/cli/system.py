@@ -52,10 +52,22 @@ def handle_config_check(args: argparse.Namespace, out: Output) -> int:
     data = {"valid": True, "settings": effective, "env": env_snapshot()}
 
     def draw(console: Any) -> None:
-        console.print(f"{origin}: valid", markup=False)
-        console.print(json.dumps(effective, indent=2), markup=False)
+        console.print(f"{origin}: valid; effective settings:", markup=False)
+        for key, value in _dotted(effective):
+            console.print(f"  {key} = {json.dumps(value)}", markup=False, soft_wrap=True)
 
     return out.result(data, draw)
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``[("feed.speed", 0.0), ...]``: every leaf of a settings tree under its dotted key."""
+    out: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out += _dotted(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def handle_hw(args: argparse.Namespace, out: Output) -> int:
