@@ -174,3 +174,33 @@ def test_empty_models_list_says_how_to_get_one(tmp_path: Path) -> None:
 def _count(data: Path) -> int:
     with sqlite3.connect(data / "forexd.db") as conn:
         return int(conn.execute("SELECT COUNT(*) FROM candles").fetchone()[0])
+
+
+def test_import_shows_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) -> None:
+    """At a terminal, `data import` says what it is doing while it works; piped, it does not."""
+    import pty
+    import subprocess
+    import sys
+
+    m1 = _m1_file(tmp_path, rows=3000)
+    argv = [sys.executable, "-m", "forexd", "data", "import", str(m1), "--symbol", "EURUSD",
+            "--data-dir", str(tmp_path / "d")]  # fmt: skip
+    leader, follower = pty.openpty()
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, text=True) as proc:
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal (EIO): it is done
+                break
+            if not chunk:
+                break
+            seen += chunk
+        out, _ = proc.communicate()
+    os.close(leader)
+    assert 0 == proc.returncode
+    assert b"reading" in seen or b"writing" in seen, seen[-500:]
+    assert "imported 3,000 new M1 candles" in out
+    piped = run_cli("data", "import", str(m1), "--symbol", "EURUSD", "--data-dir", str(tmp_path))
+    assert "reading" not in piped.stderr and "" == piped.stderr

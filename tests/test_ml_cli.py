@@ -100,7 +100,7 @@ def test_registered_model_can_be_listed_shown_and_promoted(
 def test_promote_is_refused_while_a_daemon_runs(
     capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
 ) -> None:
-    """A running daemon (holding the pid lock) keeps its champion: promote says so."""
+    """A running daemon (holding the pid lock) keeps its champion: promote says what to do."""
     data = tmp_path / "d"
     out = _json(
         capsys, "train", "--symbol", "EURUSD", "--data", SAMPLE, "--config", str(config),
@@ -110,7 +110,7 @@ def test_promote_is_refused_while_a_daemon_runs(
     lock = PidLock(data / "run" / "forexd.pid")
     lock.acquire()
     try:
-        with pytest.raises(AlreadyRunningError):
+        with pytest.raises(AlreadyRunningError, match=r"stop it \(forexd ctl stop --data-dir"):
             _run("models", "promote", out["registered"]["model_id"], "--data-dir", str(data))
     finally:
         lock.release()

@@ -130,7 +130,11 @@ def _sentence(action: str, r: dict[str, Any]) -> str:
             return f"{r['symbol']} is training already; another cycle is queued after it"
         return f"{r['symbol']}: a training cycle is queued"
     if action == "reload":
-        changed = [f"{k.replace('_', ' ')}: {v}" for k, v in r.items() if v not in (None, [], {})]
+        changed = [
+            f"{k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in r.items()
+            if v not in (None, [], {}, False)
+        ]
         return "config reloaded" + (f" ({'; '.join(changed)})" if changed else ", nothing changed")
     return ", ".join(f"{k} {v}" for k, v in r.items())
 

@@ -69,7 +69,9 @@ class Parser(argparse.ArgumentParser):
         flags = [s for a in self._actions for s in a.option_strings]
         parts = []
         for extra in extras:
-            if extra.startswith("-"):
+            if extra.split("=")[0] in flags:  # known here, but typed before the sub-command
+                parts.append(f"{extra} goes after the sub-command: `{self.prog} ... {extra}`")
+            elif extra.startswith("-"):
                 parts.append(f"unknown option {extra}" + did_you_mean(extra.split("=")[0], flags))
             else:
                 parts.append(f"unexpected argument {extra!r}")

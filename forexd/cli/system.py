@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from forexd.cli.options import add_json
-from forexd.cli.output import Output
+from forexd.cli.output import Output, Spinner
 from forexd.cli.parser import bind
 
 SHELLS = ("bash", "zsh")
@@ -76,7 +76,8 @@ def handle_hw(args: argparse.Namespace, out: Output) -> int:
     from forexd.daemon import resources
 
     settings = load_settings(args.config)
-    hw = resources.detect_hardware(import_torch=True)
+    with Spinner(out, "probing CPUs, memory and GPUs (torch loads if installed)…"):
+        hw = resources.detect_hardware(import_torch=True)
     budget = resources.budget_from_config(
         settings.compute, hw, max(1, len(settings.active_symbols))
     )
