@@ -12,7 +12,7 @@ from typing import Any
 
 from forexd.cli.options import add_json, add_location
 from forexd.cli.output import Output
-from forexd.cli.parser import bind
+from forexd.cli.parser import bind, did_you_mean
 from forexd.errors import ConfigError
 
 LOGS_POLL_S = 0.5
@@ -107,7 +107,7 @@ def handle_risk(args: argparse.Namespace, out: Output) -> int:
     if args.rest and (args.rest[0] != "resume" or len(args.rest) > 2):
         raise ConfigError(
             f"ctl risk {' '.join(args.rest)}: expected `forexd ctl risk` or "
-            "`forexd ctl risk resume [SYMBOL] --note TEXT`"
+            "`forexd ctl risk resume [SYMBOL] --note TEXT`" + did_you_mean(args.rest[0], ["resume"])
         )
     paths = _paths(args)
     if not args.rest:

@@ -30,7 +30,7 @@ DEFAULT_HINTS: dict[str, str] = {
     "risk_state": "see `forexd risk show` and docs/risk.md (repair: `forexd risk repair`)",
 }
 
-Renderer = Callable[["Any"], None]
+Renderer = Callable[[Any], None]  # draws on a rich Console
 
 
 def error_code(exc: BaseException) -> str:
@@ -126,25 +126,6 @@ class Output:
             if hint:
                 print(f"  hint: {hint}", file=sys.stderr)
         return exc.exit_code
-
-
-class HintedError(ForexdError):
-    """A user error raised by the command line itself, with what to do next.
-
-    Args:
-        message: what was wrong, naming the input.
-        hint: the command or flag that fixes it.
-        exit_code: 2 (bad input) unless said otherwise.
-        code: the JSON error code (default ``bad_input``).
-    """
-
-    def __init__(
-        self, message: str, hint: str | None = None, *, exit_code: int = 2, code: str = "bad_input"
-    ) -> None:
-        super().__init__(message)
-        self.hint = hint
-        self.exit_code = exit_code
-        self.code = code
 
 
 class Spinner:
