@@ -204,3 +204,16 @@ def test_import_shows_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) 
     assert "imported 3,000 new M1 candles" in out
     piped = run_cli("data", "import", str(m1), "--symbol", "EURUSD", "--data-dir", str(tmp_path))
     assert "reading" not in piped.stderr and "" == piped.stderr
+
+
+def test_config_typos_name_the_strategy_or_parameter_meant(tmp_path: Path) -> None:
+    """A misspelled strategy or parameter in a config file gets a suggestion and the list."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[symbols]]\nsymbol = "EURUSD"\nparams = { fsat = 3 }\n', encoding="utf-8")
+    res = run_cli("config", "check", str(bad))
+    assert 2 == res.returncode
+    assert "(did you mean 'fast'?)" in res.stderr
+    assert "sma_cross's parameters and defaults: fast=10, slow=20, units=10000" in res.stderr
+    bad.write_text('[[symbols]]\nsymbol = "EURUSD"\nstrategy = "sma_crss"\n', encoding="utf-8")
+    res = run_cli("config", "check", str(bad))
+    assert 2 == res.returncode and "(did you mean 'sma_cross'?)" in res.stderr

@@ -103,22 +103,6 @@ def bind(parser: argparse.ArgumentParser, handler: Handler) -> None:
     parser.set_defaults(handler=handler, cli_parser=parser)
 
 
-def _default_text(field: Any) -> str:
-    from pydantic import BaseModel
-
-    if field.is_required():
-        return "required"
-    value = field.get_default(call_default_factory=True)
-    if isinstance(value, BaseModel):
-        return "{...}"
-    return repr(value.value if hasattr(value, "value") else value)
-
-
-def params_with_defaults(model: Any) -> str:
-    """``fast=10, slow=30, ...``: every parameter of a pydantic model and its default."""
-    return ", ".join(f"{n}={_default_text(f)}" for n, f in model.model_fields.items())
-
-
 def check_param_names(where: str, owner: str, model: Any, given: Iterable[str]) -> None:
     """Refuse parameter names ``model`` does not have, suggesting the closest valid one.
 
@@ -132,11 +116,12 @@ def check_param_names(where: str, owner: str, model: Any, given: Iterable[str]) 
         ConfigError: a name is unknown; the message lists every valid one and its default.
     """
     from forexd.errors import ConfigError
+    from forexd.strategies import params_help
 
     valid = list(model.model_fields)
     for name in given:
         if name not in valid:
             raise ConfigError(
                 f"{where} {name}: {owner} has no parameter {name!r}{did_you_mean(name, valid)}"
-                f" ({owner}'s parameters and defaults: {params_with_defaults(model)})"
+                f" ({owner}'s parameters and defaults: {params_help(model)})"
             )

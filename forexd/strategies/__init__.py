@@ -6,11 +6,12 @@ from it.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from forexd.errors import ConfigError
 from forexd.strategies.base import Strategy, StrategyParams
@@ -33,8 +34,11 @@ def build_strategy(name: str, params: Mapping[str, Any], where: str = "strategy"
     """
     cls = _load_plugin(name, where) if ":" in name else STRATEGIES.get(name)
     if cls is None:
+        close = difflib.get_close_matches(name, list(STRATEGIES), n=1)
         raise ConfigError(
-            f"{where}: unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}"
+            f"{where}: unknown strategy {name!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; choose one of {', '.join(sorted(STRATEGIES))}"
         )
     try:
         parsed: StrategyParams = cls.Params(**dict(params))
@@ -42,9 +46,29 @@ def build_strategy(name: str, params: Mapping[str, Any], where: str = "strategy"
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
         )
+        # (cli helper) A misspelled parameter: name the closest one and list them all.
+        unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if unknown:
+            valid = list(cls.Params.model_fields)
+            close = difflib.get_close_matches(unknown[0], valid, n=1)
+            problems += (f" (did you mean {close[0]!r}?)" if close else "") + (
+                f"; {name}'s parameters and defaults: {params_help(cls.Params)}"
+            )
         raise ConfigError(f"{where} ({name}): {problems}") from None
     strategy: Strategy = cls(parsed)
     return strategy
+
+
+def params_help(model: type[BaseModel]) -> str:
+    """``fast=10, slow=20, ...``: every field of a parameter model and its default."""
+
+    def default(field: Any) -> str:
+        if field.is_required():
+            return "required"
+        value = field.get_default(call_default_factory=True)
+        return "{...}" if isinstance(value, BaseModel) else repr(getattr(value, "value", value))
+
+    return ", ".join(f"{n}={default(f)}" for n, f in model.model_fields.items())
 
 
 def _load_plugin(spec: str, where: str) -> Any:
@@ -66,4 +90,4 @@ def _load_plugin(spec: str, where: str) -> Any:
     return cls
 
 
-__all__ = ["STRATEGIES", "Strategy", "build_strategy"]
+__all__ = ["STRATEGIES", "Strategy", "build_strategy", "params_help"]
