@@ -228,6 +228,7 @@ def handle_train(args: argparse.Namespace, out: Output) -> int:
                 f"registered challenger {model_id} "
                 f"(promote it with: forexd models promote {model_id})",
                 markup=False,
+                soft_wrap=True,
             )
 
     return out.result(data, draw)
