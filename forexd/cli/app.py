@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from forexd import __version__
@@ -114,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.handler(args, out))
         except ForexdError as exc:
             return out.error(exc)
+        except Exception as exc:  # a bug: the traceback goes to stderr either way
+            if not out.as_json:
+                raise
+            traceback.print_exc()
+            return out.internal_error(exc)
     except KeyboardInterrupt:
         return interrupted_exit_code(command)
 

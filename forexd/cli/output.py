@@ -21,6 +21,7 @@ from typing import Any
 
 from forexd.errors import ForexdError
 
+INTERNAL_EXIT_CODE = 1  # an unexpected failure: a bug
 PIPE_WIDTH = 160  # a guess at a wide pager; COLUMNS overrides it
 JSON_FLOAT_DIGITS = 10  # drops binary noise (125.99999999999945 -> 126.0), keeps every pip
 
@@ -126,6 +127,17 @@ class Output:
             if hint:
                 print(f"  hint: {hint}", file=sys.stderr)
         return exc.exit_code
+
+    def internal_error(self, exc: BaseException) -> int:
+        """A bug, for ``--json`` readers: exit 1, with where to report it."""
+        body = {
+            "code": "internal",
+            "message": f"{type(exc).__name__}: {exc}",
+            "hint": "a bug in forexd: please report it with the traceback printed on stderr",
+            "exit_code": INTERNAL_EXIT_CODE,
+        }
+        print(json.dumps({"error": body}, indent=2), flush=True)
+        return INTERNAL_EXIT_CODE
 
 
 class Spinner:
