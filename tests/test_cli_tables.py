@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -122,3 +123,24 @@ def test_search_never_reports_a_sharpe_for_a_trial_that_never_traded() -> None:
     assert "best trial made no trades" in best_line(none)
     some = {"best_value": 0.4123, "best_metrics": {"trading": {"trades": 42}}}
     assert "best Sharpe 0.412 over 42 trades" == best_line(some)
+
+
+def test_hardware_table_keeps_figures_and_values_on_one_line_at_80_columns() -> None:
+    """`forexd hw` at 80 columns: each figure's name and value are whole on their row."""
+    from forexd.cli.system import hardware_table
+    from forexd.config import ComputeConfig
+    from forexd.daemon import resources
+
+    hw = resources.detect_hardware()
+    budget_obj = resources.budget_from_config(ComputeConfig(), hw, 1)
+    report = resources.hardware_report(hw, budget_obj)
+    text = _text(hardware_table(report))
+    assert all(len(line) <= WIDTH for line in text.splitlines())
+    budget = report["budget"]
+    for figure, value in (
+        ("usable CPUs", str(budget["usable_cpus"])),
+        ("BLAS threads per job", str(budget["blas_threads"])),
+        ("max concurrent symbols", str(budget["max_concurrent_symbols"])),
+    ):
+        assert re.search(rf"│ {re.escape(figure)} +│ +{value} │", text), text
+    assert re.search(r"│ RAM total / available +│ +[\d.]+ GiB / [\d.]+ GiB │", text), text

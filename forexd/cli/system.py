@@ -82,9 +82,21 @@ def handle_hw(args: argparse.Namespace, out: Output) -> int:
         settings.compute, hw, max(1, len(settings.active_symbols))
     )
     report = resources.hardware_report(hw, budget)
-    return out.result(
-        report, lambda console: console.print(resources.render_hardware_table(report))
-    )
+    return out.result(report, lambda console: console.print(hardware_table(report)))
+
+
+def hardware_table(report: dict[str, Any]) -> Any:
+    """``forexd hw``'s table with the figure and value columns never wrapped.
+
+    At 80 columns only the third column (where each figure comes from) wraps, so a value
+    such as ``23.5 GiB / 21.8 GiB`` is never split across lines.
+    """
+    from forexd.daemon import resources
+
+    table = resources.render_hardware_table(report)
+    for column in table.columns[:2]:
+        column.no_wrap = True
+    return table
 
 
 def handle_completion(args: argparse.Namespace, out: Output) -> int:
