@@ -2,6 +2,11 @@
 
 Each action is a sub-command bound to a handler; the answer is printed by
 :mod:`forexd.cli.ctl_render` for people, or as the daemon's JSON with ``--json``.
+
+To add an action: a protocol command that takes one SYMBOL goes in :data:`SYMBOL_ACTIONS`
+(one line) and one without arguments in :data:`PLAIN_ACTIONS`; both use
+:func:`handle_request`. Then give it a sentence in ``ctl_render._sentence``. Anything with
+its own flags gets its own ``action(...)`` call in :func:`configure`, like ``flatten``.
 """
 
 from __future__ import annotations
