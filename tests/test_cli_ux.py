@@ -41,6 +41,16 @@ def test_help_lists_exit_codes_and_has_no_rst_markup() -> None:
     assert "exit codes:" in sub.stdout and "``" not in sub.stdout
 
 
+def test_a_missing_subcommand_lists_the_ones_there_are() -> None:
+    """`forexd` and `forexd ctl` alone print the sub-commands, not just a usage line."""
+    res = run_cli()
+    assert 2 == res.returncode and "backtest" in res.stderr and "completion" in res.stderr
+    res = run_cli("ctl")
+    assert 2 == res.returncode
+    for action in ("status", "pause", "flatten", "risk", "logs"):
+        assert f"\n    {action} " in res.stderr
+
+
 def test_a_mistyped_command_suggests_the_right_one() -> None:
     """`forexd bakctest` and `forexd stauts` name the command that was meant."""
     res = run_cli("bakctest")

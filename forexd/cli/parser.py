@@ -94,8 +94,18 @@ class Parser(argparse.ArgumentParser):
             }
             print(json.dumps({"error": body}, indent=2))
             sys.exit(USAGE_EXIT_CODE)
-        self.print_usage(sys.stderr)
+        if self._missing_subcommand(message):
+            self.print_help(sys.stderr)  # the list of sub-commands is what is missing
+        else:
+            self.print_usage(sys.stderr)
         self.exit(USAGE_EXIT_CODE, f"{self.prog}: error: {message}\n")
+
+    def _missing_subcommand(self, message: str) -> bool:
+        required = "the following arguments are required: "
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return message.startswith(required) and any(
+            a.metavar and a.metavar in message[len(required) :].split(", ") for a in subs
+        )
 
 
 def bind(parser: argparse.ArgumentParser, handler: Handler) -> None:
