@@ -69,6 +69,7 @@ def test_ctl_answers_in_sentences_and_status_survives_a_restart(
     report = ctl("risk")
     assert "risk state of account" in report and "account active" in report
     assert not FLOAT_NOISE.search(report), report
+    assert "e+0" not in report and "max_gross_exposure_usd 2,000,000" in report
     said = ctl("risk", "resume", "--note", "ops: nothing to lift")
     assert "account is already active: nothing to resume, no audit record written" in said
     assert audit_before == json.loads(ctl("risk", "--json"))["audit"]

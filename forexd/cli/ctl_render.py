@@ -215,9 +215,12 @@ def risk_resumed(record: dict[str, Any]) -> Render:
 
 
 def _plain(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    """``2,000,000`` rather than ``2e+06``; fractions as they are (``0.2``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _iso(ts_ns: int) -> str:

@@ -9,6 +9,8 @@ from forexd.cli.options import add_json, add_location
 from forexd.cli.output import Output
 from forexd.cli.parser import bind
 
+SHOWN_DAYS = 7  # FX days of realised P&L shown to people (the daemon's report keeps 7 too)
+
 
 def configure(name: str, p: argparse.ArgumentParser) -> None:
     """Add ``risk show`` and ``risk repair``."""
@@ -50,7 +52,13 @@ def handle_show(args: argparse.Namespace, out: Output) -> int:
         "day_start_equity": state["day_start_equity"],
         "fx_day": state["fx_day"],
     }
-    report = {"account_id": state["account_id"], "file": str(paths.risk_state), **state}
+    days = list(state["realized_pnl_by_day"].items())
+    report = {
+        "account_id": state["account_id"],
+        "file": str(paths.risk_state),
+        **state,
+        "realized_pnl_by_day": dict(days[-SHOWN_DAYS:]),  # like `ctl risk`; --json has all
+    }
     return out.result(state, lambda console: print_risk(stats, report, console))
 
 
