@@ -66,7 +66,7 @@ def test_status_table_fits_80_columns_without_losing_a_value() -> None:
     columns = ["symbol", "symbol", "state", "last bar", "bars", "position", "realized",
                "unrealized", "orders"]  # fmt: skip
     _assert_whole(text, values, columns)
-    for must in ("EURUSD", "-10000", "halted"):
+    for must in ("EURUSD", "-10000", "halted", "789"):  # orders stay at 80 columns
         assert must in text
 
 

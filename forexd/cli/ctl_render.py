@@ -15,11 +15,11 @@ STATUS_COLUMNS = (
     Col("state", "left"),
     Col("risk", "left", keep=7),
     Col("last bar (UTC)", "left", keep=5),
-    Col("bars", keep=3),
+    Col("bars", keep=2),
     Col("position"),
     Col("realized", keep=6),
-    Col("unrealized", keep=4),
-    Col("orders", keep=2),
+    Col("unrealized", keep=3),
+    Col("orders", keep=4),
     Col("restarts", keep=1),
 )
 
