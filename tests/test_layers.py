@@ -71,10 +71,8 @@ PENDING_PURE_MODULES = {
 PENDING_EDGES = {
     ("strategies", "daemon"): "actors branch moves training out of strategies/ml*.py "
     "(strategies/ml.py, ml_cycle.py import forexd.daemon.*)",
-    ("cli_ml", "cli"): "cli branch turns the CLI into one package (cli_ml.py imports cli.py)",
 }
 PENDING_LONG_MODULES = {
-    "forexd/cli.py": "cli branch turns the CLI into a package",
     "forexd/strategies/ml.py": "actors branch moves training out of MlStrategy",
     "forexd/actors/symbol.py": "actors branch moves persistence to storage/",
     "forexd/daemon/supervisor.py": "runtime branch reworks start-up and shutdown",

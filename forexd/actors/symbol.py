@@ -223,6 +223,12 @@ class SymbolActor:
                 self._known_orders[cid] = status
                 if status in (OrderStatus.PENDING.value, OrderStatus.SUBMITTED.value):
                     self.core.pending_units += int(units)
+            # (cli helper) `ctl status` counts every order the broker took, across restarts
+            # like bars_seen: not the rejected ones, nor those still unacknowledged.
+            self.orders_sent = sum(
+                s not in (OrderStatus.PENDING.value, OrderStatus.REJECTED.value)
+                for s in self._known_orders.values()
+            )
             row = conn.execute(
                 "SELECT last_bar_ts, bars_seen FROM actor_progress WHERE symbol = ?",
                 (self.symbol,),
