@@ -31,6 +31,8 @@ CTL_COMMANDS = (
     "flatten",
     "reload",
     "logs",
+    "adopt",
+    "restart",
 )
 IMPORT_FORMATS = ("auto", "histdata", "oanda-lean", "csv")
 LOGS_POLL_S = 0.5
@@ -275,7 +277,7 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             raise ConfigError('ctl risk resume needs --note "who and why" for the audit log')
         symbol = args.rest[1].upper() if len(args.rest) == 2 else None
         return "risk_resume", {"symbol": symbol, "note": args.note}
-    if args.action in ("retrain", "pause", "resume"):
+    if args.action in ("retrain", "pause", "resume", "adopt", "restart"):
         if len(args.rest) != 1:
             raise ConfigError(f"usage: forexd ctl {args.action} SYMBOL")
         return args.action, {"symbol": args.rest[0]}

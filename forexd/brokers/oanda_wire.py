@@ -50,6 +50,16 @@ class ResponseLostError(OandaUnreachableError):
     """A request was sent but its response did not arrive; its effect is unknown."""
 
 
+def mask_account_id(account_id: str) -> str:
+    """An account id as users see it: only the last group kept (``***-***-***-001``).
+
+    The same form as the log redaction (:mod:`forexd.daemon.redact`), so a message reads
+    the same on stderr, in ``ctl status`` and in the JSON log.
+    """
+    head, _, last = account_id.rpartition("-")
+    return "***-***-***-" + last if head else "***"
+
+
 def malformed(what: str, detail: object) -> BrokerError:
     """The error for a response that does not have the documented shape."""
     return BrokerError(f"OANDA sent a malformed {what} ({detail!r:.120}); report it with the log")
