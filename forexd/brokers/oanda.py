@@ -20,8 +20,9 @@ Client ids: every ``clientExtensions.id`` starts with the installation id (kept 
 data dir), so two installations, or one data dir reset, never reuse an id on the same
 account: ``{install}-{symbol}-{bar seconds}-{seq}`` (see :func:`oanda_client_id`) when
 that fits :data:`CLIENT_ID_MAX_CHARS`, else ``{install}-h`` and hex digits of the
-SHA-256 of the forexd id (deterministic, so a restart computes the same id). OANDA documents no length or alphabet for a ClientID;
-the limit of 32 is our guess (docs/oanda.md).
+SHA-256 of the forexd id (deterministic, so a restart computes the same id). OANDA
+documents no length or alphabet for a ClientID; the limit of 32 is our guess
+(docs/oanda.md).
 """
 
 from __future__ import annotations
