@@ -27,8 +27,6 @@ documents no length or alphabet for a ClientID; the limit of 32 is our guess
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -47,110 +45,40 @@ from forexd.brokers.oanda_resolve import (
     lookup_order,
     resolve,
 )
-from forexd.brokers.oanda_wire import (
+from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-exported
+    CLIENT_ID_MAX_CHARS,
     OandaApiError,
     RequestNotSentError,
     ResponseLostError,
+    account_snapshot,
     api_error,
+    check_installation_id,
     decimal_field,
+    fill_from_transaction,
     malformed,
-    parse_time,
+    oanda_client_id,
     to_instrument,
     to_symbol,
 )
-from forexd.domain import ACCOUNT_CURRENCY, NS_PER_S, Fill, Order, OrderStatus
+from forexd.domain import ACCOUNT_CURRENCY, Fill, Order, OrderStatus
 from forexd.errors import BrokerError, OrderOutcomeUnknownError
 
-CLIENT_ID_MAX_CHARS = 32  # our guess: OANDA documents no limit
-INSTALL_ID_CHARS = 6
+__all__ = [
+    "CLIENT_ID_MAX_CHARS",
+    "OandaBroker",
+    "OrderOutcomeUnknownError",
+    "check_installation_id",
+    "fill_from_transaction",
+    "oanda_client_id",
+]
+
 ORDER_TAG = "forexd"
 ACCOUNT_REFRESH_S = 5.0
 RESOLVE_EVERY_S = 1.0
 ABSENT_AFTER_S = 60.0  # our bound: an order unheard of this long after sending never ran
 NOT_FOUND_GRACE_S = 2.0  # start-up lookups: a fresh order has answered 404 for 0.25-0.5 s
 LOOKUP_POLL_S = 0.25
-_FOREXD_ID = re.compile(r"([A-Z]{6})-(\d{19})-(\d{1,3})")
-_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_INSTALL_ID = re.compile(rf"[a-z0-9]{{{INSTALL_ID_CHARS}}}")
 _log = structlog.get_logger().bind(component="oanda_broker")
-
-
-def oanda_client_id(client_id: str, installation_id: str = "") -> str:
-    """The ``clientExtensions.id`` sent for a forexd client id (see the module note).
-
-    forexd's ``{symbol}-{bar_ts ns}-{seq}`` is written with the bar time in whole
-    seconds (``abc123-EURUSD-1704186000-0``, 25-28 characters); anything else is kept
-    when it fits, and hashed when it does not.
-    """
-    prefix = f"{installation_id}-" if installation_id else ""
-    match = _FOREXD_ID.fullmatch(client_id)
-    if match is not None and int(match[2]) % NS_PER_S == 0:
-        plain = f"{prefix}{match[1]}-{int(match[2]) // NS_PER_S}-{match[3]}"
-    else:
-        plain = prefix + client_id
-    if len(plain) <= CLIENT_ID_MAX_CHARS and _PLAIN_ID.fullmatch(plain):
-        return plain
-    head = f"{prefix}h"
-    digest = hashlib.sha256(client_id.encode()).hexdigest()
-    return head + digest[: CLIENT_ID_MAX_CHARS - len(head)]
-
-
-def check_installation_id(value: str) -> str:
-    """Validate an installation id (``INSTALL_ID_CHARS`` of ``a-z0-9``).
-
-    Raises:
-        BrokerError: it is malformed (the file in the data dir was edited or damaged).
-    """
-    if not _INSTALL_ID.fullmatch(value):
-        raise BrokerError(
-            f"installation id {value!r} is not {INSTALL_ID_CHARS} characters of a-z0-9; "
-            "restore the installation_id file of this data dir (never reuse another's)"
-        )
-    return value
-
-
-# OrderOutcomeUnknownError lives in forexd.errors: the actor handles it.
-def fill_from_transaction(txn: Mapping[str, Any], client_id: str) -> Fill:
-    """Build a :class:`Fill` from an ``ORDER_FILL`` transaction.
-
-    The price is the units-weighted price of the trades it opened, reduced and closed (the
-    fill's top-level ``price`` is deprecated and only a fallback). ``commission`` is the
-    fill's cost in the account currency: commission plus guaranteed-execution fee, minus
-    financing (OANDA reports commission as a positive charge and financing signed).
-
-    Raises:
-        BrokerError: the transaction is not a fill or lacks documented fields.
-    """
-    if txn.get("type") != "ORDER_FILL":
-        raise malformed("fill transaction", txn.get("type"))
-    symbol = to_symbol(str(txn.get("instrument")))
-    if symbol is None:
-        raise malformed("fill instrument", txn.get("instrument"))
-    units = decimal_field(txn, "units", "orderFillTransaction")
-    legs = [txn[k] for k in ("tradeOpened", "tradeReduced") if isinstance(txn.get(k), Mapping)]
-    legs += [leg for leg in txn.get("tradesClosed") or () if isinstance(leg, Mapping)]
-    size = sum((abs(decimal_field(leg, "units", "trade")) for leg in legs), Decimal(0))
-    if size:
-        value = sum(
-            abs(decimal_field(leg, "units", "trade")) * decimal_field(leg, "price", "trade")
-            for leg in legs
-        )
-        price = value / size
-    else:
-        price = decimal_field(txn, "fullVWAP" if "fullVWAP" in txn else "price", "fill")
-    cost = Decimal(0)
-    for key, sign in (("commission", 1), ("guaranteedExecutionFee", 1), ("financing", -1)):
-        if txn.get(key) is not None:
-            cost += sign * decimal_field(txn, key, "fill")
-    return Fill(
-        fill_id=str(txn["id"]),
-        client_id=client_id,
-        symbol=symbol,
-        units=int(units),
-        price=float(price),
-        commission=float(cost),
-        ts=parse_time(str(txn["time"])),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +365,7 @@ class OandaBroker:
         while True:
             try:
                 if anyio.current_time() >= next_refresh:
-                    self._snapshot = _snapshot(await self._summary())
+                    self._snapshot = account_snapshot(await self._summary())
                     next_refresh = anyio.current_time() + self._refresh_s
                 if self._unresolved:
                     await self.resolve_pending()
@@ -505,7 +433,7 @@ class OandaBroker:
     async def account(self) -> AccountSnapshot:
         """The last account snapshot (refreshed by :meth:`run`; never fetched per bar)."""
         if self._snapshot is None:
-            self._snapshot = _snapshot(await self._summary())
+            self._snapshot = account_snapshot(await self._summary())
         return self._snapshot
 
     async def verify(self) -> AccountSnapshot:
@@ -522,7 +450,7 @@ class OandaBroker:
                 f"OANDA account {self._api.shown_account_id} is in {currency}; forexd keeps "
                 f"its books in {ACCOUNT_CURRENCY}: use a {ACCOUNT_CURRENCY} account"
             )
-        self._snapshot = _snapshot(summary)
+        self._snapshot = account_snapshot(summary)
         return self._snapshot
 
     async def _summary(self) -> Mapping[str, Any]:
@@ -532,12 +460,3 @@ class OandaBroker:
         if not isinstance(summary, Mapping):
             raise malformed("account summary", payload)
         return summary
-
-
-def _snapshot(summary: Mapping[str, Any]) -> AccountSnapshot:
-    return AccountSnapshot(
-        balance=float(decimal_field(summary, "balance", "account")),
-        equity=float(decimal_field(summary, "NAV", "account")),
-        unrealized_pnl=float(decimal_field(summary, "unrealizedPL", "account")),
-        margin_used=float(decimal_field(summary, "marginUsed", "account")),
-    )
