@@ -280,3 +280,39 @@ def test_client_ids_never_repeat_across_data_dir_resets_and_the_account_id_is_ma
     assert 2 == failed.returncode
     assert "***-***-***-001" in failed.stderr
     assert ACCOUNT_ID not in failed.stderr + failed.stdout
+
+
+def test_ctl_restart_revives_a_symbol_parked_as_failed(
+    short_tmp: Path, daemon_factory: type[DaemonProc]
+) -> None:
+    """A symbol that crashed too often is parked; once fixed, `ctl restart` revives it."""
+    flag = short_tmp / "bug"
+    flag.write_text("on")
+    repo = Path(__file__).resolve().parents[1]
+    with FakeOanda(heartbeat_s=0.2) as fake:
+        prices = Prices(fake)
+        cfg = live_config(
+            fake,
+            short_tmp / "live.toml",
+            top="[actors]\nmax_crashes = 2\nrestart_backoff_s = 0.05",
+        )
+        text = cfg.read_text().replace(
+            "params = { fast = 2, slow = 4, units = 1000 }",
+            f'strategy = "tests.faulty_strategy:FailsWhileFlagged"\n'
+            f'params = {{ flag = "{flag}", units = 1000 }}',
+        )
+        cfg.write_text(text)
+        d = daemon_factory(short_tmp / "data", cfg, env={"PYTHONPATH": str(repo)})
+        d.wait_for("ready")
+        prices.push(DOWN[:3])
+        d.wait_for("actor_failed", symbol="EURUSD")
+        status = d.status()
+        assert ("failed", "degraded") == (status["symbols"][0]["state"], status["state"])
+        flag.unlink()  # the bug is fixed
+        revived = d.ctl("restart", "EURUSD")
+        assert 0 == revived.returncode, revived.stderr
+        d.wait_for("order_filled", symbol="EURUSD", position_units=1000)
+        status = d.status()
+        assert 0 == d.signal()
+    assert ("running", "running") == (status["symbols"][0]["state"], status["state"])
+    assert 1000 == fake.net_units("EUR_USD")

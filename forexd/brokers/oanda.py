@@ -23,6 +23,10 @@ that fits :data:`CLIENT_ID_MAX_CHARS`, else ``{install}-h`` and hex digits of th
 SHA-256 of the forexd id (deterministic, so a restart computes the same id). OANDA
 documents no length or alphabet for a ClientID; the limit of 32 is our guess
 (docs/oanda.md).
+
+(About 460 lines, over the house ~400: submission, the bookkeeping of unresolved orders
+and the account refresh share one state; the resolution itself is in
+:mod:`forexd.brokers.oanda_resolve` and the wire types in :mod:`~.oanda_wire`.)
 """
 
 from __future__ import annotations
