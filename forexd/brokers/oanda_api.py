@@ -8,9 +8,9 @@ written httpx calls are a few lines each and run on the daemon's event loop unde
 Retry policy, the part that matters for money: a GET is idempotent and is retried on
 connection errors, timeouts, 429 and 5xx with exponential backoff. A POST is sent once:
 :meth:`OandaApi.post` tells the caller whether the request provably never left
-(:class:`RequestNotSentError`, safe to resend) or may have reached OANDA without an answer
-coming back (:class:`ResponseLostError`); the broker then looks the order up by its client
-id before it considers sending again.
+(:class:`RequestNotSentError`) or may have reached OANDA without an answer coming back
+(:class:`ResponseLostError`); the broker then resolves the order from OANDA's
+transaction record and never sends it again (:mod:`forexd.brokers.oanda_resolve`).
 
 Datetimes are requested as ``UNIX`` by default: decimal seconds parse to integer
 nanoseconds exactly, with no time-zone parsing. ``RFC3339`` works too; the parsers in
@@ -273,6 +273,10 @@ class OandaApi:
         )
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if self._client.is_closed:
+            # Shutdown closed the client while a background task still asks: a clean
+            # "not sent", which those tasks already handle, not httpx's RuntimeError.
+            raise RequestNotSentError(f"{method} not sent: the OANDA client is closed")
         self._throttled_s += await self._limiter.acquire()
         self._counts["requests"] += 1
         return await self._client.request(method, url, **kwargs)
