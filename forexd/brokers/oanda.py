@@ -374,7 +374,11 @@ class OandaBroker:
                 if self._unresolved:
                     await self.resolve_pending()
             except BrokerError as exc:
-                self._set_problem(f"OANDA unreachable: {exc}")
+                refused = isinstance(exc, OandaApiError) and exc.status in (401, 403)
+                # A token revoked for a while is an outage too: alert, keep retrying.
+                self._set_problem(
+                    f"OANDA {'refused the token' if refused else 'unreachable'}: {exc}"
+                )
                 delay = backoff.next_delay()
                 _log.warning("oanda_account_refresh_failed", error=str(exc), retry_in_s=delay)
                 await anyio.sleep(delay)
