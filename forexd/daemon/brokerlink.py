@@ -70,6 +70,8 @@ async def brokerguard_for(
     daemon: Daemon, tg: TaskGroup, mismatches: Mapping[str, tuple[int, int]]
 ) -> BrokerGuard | None:
     """The guard of an OANDA daemon (``None`` for paper), drift loop started in ``tg``."""
+    if daemon.settings.broker.kind != "oanda":
+        return None  # and httpx stays unimported
     from forexd.brokers.oanda import OandaBroker
 
     broker: Any = daemon.broker
