@@ -127,6 +127,40 @@ def test_an_order_oanda_executes_after_the_read_timeout_fills_once(
     assert 0 == status["symbols"][0]["pending_units"]
 
 
+def test_an_order_in_flight_at_a_crash_is_resolved_after_restart_not_resent(
+    short_tmp: Path, daemon_factory: type[DaemonProc]
+) -> None:
+    """Case 2 across a crash: killed while OANDA still holds the order; one fill in all."""
+    with FakeOanda(heartbeat_s=0.2) as fake:
+        prices = Prices(fake)
+        first = start(daemon_factory, fake, short_tmp, oanda="request_timeout_s = 1.0")
+        fake.execute_next_order_late(20.0)
+        prices.push(DOWN)
+        unknown = first.wait_for("oanda_order_outcome_unknown")
+        first.kill()  # SIGKILL: no shutdown, the row stays pending
+        d = daemon_factory(short_tmp / "data", short_tmp / "live.toml")
+        tracked = d.wait_for("reconcile_order_unresolved")
+        d.wait_for("ready")
+        status = d.status()
+        assert "reducing" == symbol_link(status)["state"]
+        d.wait_for("oanda_order_resolved_filled", timeout=60)
+        # The restarted stream's first price opens a bar; the second closes it, and
+        # that bar delivers the fill to the actor.
+        prices.push(DOWN[-1:] * 2)
+        d.wait_for("order_filled", client_id=unknown["client_id"])
+        status = d.status()
+        assert 0 == d.signal()
+    orders, position = db_rows(short_tmp / "data")
+    assert unknown["client_id"] == tracked["client_id"]
+    assert [(unknown["client_id"], "filled")] == [(o[0], o[2]) for o in orders]
+    assert (1, 1) == (fake.order_posts, len(fake.fills_for("")))
+    assert fake.net_units("EUR_USD") == position == -1000
+    assert (-1000, 0) == (
+        status["symbols"][0]["position_units"],
+        status["symbols"][0]["pending_units"],
+    )
+
+
 def test_an_order_proven_never_executed_releases_its_units_and_row(
     short_tmp: Path, daemon_factory: type[DaemonProc]
 ) -> None:

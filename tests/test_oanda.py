@@ -465,3 +465,13 @@ def test_fill_price_is_the_units_weighted_price_of_its_trades() -> None:
     fill = fill_from_transaction(txn, "c")
     expected = (Decimal("1.10020"), Decimal("0.15"), 1_700_000_000_500_000_000)
     assert expected == (Decimal(str(fill.price)), Decimal(str(fill.commission)), fill.ts)
+
+
+async def test_only_a_recently_sent_order_is_tracked_after_a_restart(
+    fake: FakeOanda, api: OandaApi
+) -> None:
+    """Start-up: an order younger than absent_after_s is resolved later, an older one not."""
+    broker = OandaBroker(api, absent_after_s=30.0)
+    assert broker.track_unresolved(order(1000), age_ns=5 * NS)
+    assert not broker.track_unresolved(order(1000, START_NS + 60 * NS), age_ns=31 * NS)
+    assert [order(1000).client_id] == [u.client_id for u in broker.unresolved()]

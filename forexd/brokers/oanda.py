@@ -64,7 +64,7 @@ from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-export
     to_instrument,
     to_symbol,
 )
-from forexd.domain import ACCOUNT_CURRENCY, Fill, Order, OrderStatus
+from forexd.domain import ACCOUNT_CURRENCY, NS_PER_S, Fill, Order, OrderStatus
 from forexd.errors import BrokerError, OrderOutcomeUnknownError
 
 __all__ = [
@@ -297,6 +297,28 @@ class OandaBroker:
         fill = fill_from_transaction(found.fill_txn, order.client_id)
         _log.warning("oanda_order_resolved_filled", client_id=order.client_id, units=fill.units)
         return fill
+
+    def track_unresolved(self, order: Order, age_ns: int) -> bool:
+        """Resolve an order a previous process sent (start-up reconciliation).
+
+        Only one sent less than ``absent_after_s`` ago is taken (older ones are settled by
+        the order lookup). Its transactions can only come after the last transaction
+        known now: had it executed already, the lookup would have found it.
+
+        Returns:
+            Whether the order is now tracked as unresolved.
+        """
+        age_s = max(0.0, age_ns / NS_PER_S)
+        if age_s >= self._absent_s:
+            return False
+        self._unresolved[order.client_id] = Unresolved(
+            order,
+            self.wire_id(order.client_id),
+            self._last_txn,
+            anyio.current_time() - age_s,
+            "sent just before a restart; no answer recorded",
+        )
+        return True
 
     async def resolve_pending(self) -> None:
         """One pass over the unresolved orders (called by :meth:`run`)."""
