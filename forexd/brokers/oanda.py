@@ -24,7 +24,7 @@ SHA-256 of the forexd id (deterministic, so a restart computes the same id). OAN
 documents no length or alphabet for a ClientID; the limit of 32 is our guess
 (docs/oanda.md).
 
-(About 460 lines, over the house ~400: submission, the bookkeeping of unresolved orders
+(About 440 lines, over the house ~400: submission, the bookkeeping of unresolved orders
 and the account refresh share one state; the resolution itself is in
 :mod:`forexd.brokers.oanda_resolve` and the wire types in :mod:`~.oanda_wire`.)
 """
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -45,6 +44,7 @@ from forexd.brokers.oanda_api import OandaApi
 from forexd.brokers.oanda_resolve import (
     Resolution,
     Unresolved,
+    UnresolvedView,
     get_transaction,
     lookup_order,
     resolve,
@@ -57,12 +57,11 @@ from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-export
     account_snapshot,
     api_error,
     check_installation_id,
-    decimal_field,
     fill_from_transaction,
     malformed,
     oanda_client_id,
+    positions_from,
     to_instrument,
-    to_symbol,
 )
 from forexd.domain import ACCOUNT_CURRENCY, NS_PER_S, Fill, Order, OrderStatus
 from forexd.errors import BrokerError, OrderOutcomeUnknownError
@@ -96,18 +95,6 @@ class OandaBrokerStats:
     resolved_filled: int
     resolved_not_executed: int
     unresolved: int
-
-
-@dataclass(frozen=True, slots=True)
-class UnresolvedView:
-    """An unresolved order as ``ctl status`` shows it."""
-
-    client_id: str
-    symbol: str
-    units: int
-    age_s: float
-    cause: str
-    reached_oanda: bool
 
 
 class OandaBroker:
@@ -434,26 +421,10 @@ class OandaBroker:
         """
         payload = await self._api.get(self._api.account_path("/openPositions"))
         self._note_last_txn(payload)
-        out: dict[str, tuple[int, float]] = {}
-        for pos in payload.get("positions") or ():
-            name = str(pos.get("instrument"))
-            symbol = to_symbol(name)
-            if symbol is None:
-                if name not in self._ignored_instruments:
-                    self._ignored_instruments.add(name)
-                    _log.warning("oanda_position_ignored", instrument=name)
-                continue
-            net = Decimal(0)
-            price = 0.0
-            for side in ("long", "short"):
-                leg = pos.get(side) or {}
-                units = decimal_field(leg, "units", side)
-                net += units
-                if units and leg.get("averagePrice") is not None:
-                    price = float(decimal_field(leg, "averagePrice", side))
-            if net:
-                units_before, _ = out.get(symbol, (0, 0.0))
-                out[symbol] = (units_before + int(net), price)
+        out, ignored = positions_from(payload)
+        for name in ignored - self._ignored_instruments:
+            _log.warning("oanda_position_ignored", instrument=name)
+        self._ignored_instruments |= ignored
         return out
 
     async def positions(self) -> dict[str, int]:

@@ -62,6 +62,18 @@ class Unresolved:
 
 
 @dataclass(frozen=True, slots=True)
+class UnresolvedView:
+    """An unresolved order as ``ctl status`` shows it."""
+
+    client_id: str
+    symbol: str
+    units: int
+    age_s: float
+    cause: str
+    reached_oanda: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Resolution:
     """The outcome of one resolution pass."""
 

@@ -255,3 +255,31 @@ def account_snapshot(summary: Mapping[str, Any]) -> AccountSnapshot:
         unrealized_pnl=float(decimal_field(summary, "unrealizedPL", "account")),
         margin_used=float(decimal_field(summary, "marginUsed", "account")),
     )
+
+
+def positions_from(payload: Mapping[str, Any]) -> tuple[dict[str, tuple[int, float]], set[str]]:
+    """Net units and average price per forexd symbol of an ``/openPositions`` answer.
+
+    Returns:
+        The positions, and the names of instruments forexd does not trade (skipped).
+    """
+    out: dict[str, tuple[int, float]] = {}
+    ignored: set[str] = set()
+    for pos in payload.get("positions") or ():
+        name = str(pos.get("instrument"))
+        symbol = to_symbol(name)
+        if symbol is None:
+            ignored.add(name)
+            continue
+        net = Decimal(0)
+        price = 0.0
+        for side in ("long", "short"):
+            leg = pos.get(side) or {}
+            units = decimal_field(leg, "units", side)
+            net += units
+            if units and leg.get("averagePrice") is not None:
+                price = float(decimal_field(leg, "averagePrice", side))
+        if net:
+            before, _ = out.get(symbol, (0, 0.0))
+            out[symbol] = (before + int(net), price)
+    return out, ignored
