@@ -100,6 +100,7 @@ class FakeOanda:
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self._stop = threading.Event()
+        self._release = threading.Event()
         self._streams: list[_Stream] = []
         self._faults: list[_Fault] = []
         self._order_faults: deque[tuple[str, float]] = deque()
@@ -211,20 +212,33 @@ class FakeOanda:
         with self.lock:
             self._refusing = status if refuse else 0
 
-    def execute_next_order_late(self, after_s: float) -> None:
-        """Hold the next order POST ``after_s`` seconds, *then* execute and answer it.
+    def execute_next_order_late(self, after_s: float | None = None) -> None:
+        """Hold the next order POST, *then* execute and answer it.
 
-        Until then OANDA has no record of it (no transaction, ``@clientID`` answers 404);
-        a client whose read timeout is shorter loses the answer to an order that fills.
+        It is held ``after_s`` seconds, or until :meth:`release_held_orders` when
+        ``after_s`` is ``None`` (a test decides when OANDA gets to it). Until then OANDA
+        has no record of it (no transaction, ``@clientID`` answers 404); a client whose
+        read timeout is shorter loses the answer to an order that fills.
         """
         with self.lock:
-            self._order_faults.append(("late", after_s))
+            self._order_faults.append(("late", -1.0 if after_s is None else after_s))
 
-    def outage(self, seconds: float, *path_parts: str, status: int = 503) -> None:
+    def release_held_orders(self) -> None:
+        """Let orders held by ``execute_next_order_late()`` (no delay given) execute."""
+        self._release.set()
+
+    def outage(self, seconds: float | None, *path_parts: str, status: int = 503) -> None:
         """Answer ``status`` to every request whose path contains one of ``path_parts``
-        (any path when none is given) for the next ``seconds`` (wall clock)."""
+        (any path when none is given) for the next ``seconds`` (wall clock), or until
+        :meth:`end_outage` when ``seconds`` is ``None``."""
+        until = float("inf") if seconds is None else time.monotonic() + seconds
         with self.lock:
-            self._outage = (time.monotonic() + seconds, path_parts or ("",), status)
+            self._outage = (until, path_parts or ("",), status)
+
+    def end_outage(self) -> None:
+        """OANDA answers again."""
+        with self.lock:
+            self._outage = None
 
     _outage: tuple[float, tuple[str, ...], int] | None = None
 
@@ -418,8 +432,12 @@ class FakeOanda:
             fault, arg = self._order_faults.popleft() if self._order_faults else ("", 0.0)
             if fault == "drop_before":
                 return _abort(h)
-        if fault == "late":
-            self._stop.wait(arg)  # nothing is recorded while the order is held
+        if fault == "late":  # nothing is recorded while the order is held
+            if arg < 0:
+                while not (self._release.is_set() or self._stop.is_set()):
+                    self._release.wait(0.05)
+            else:
+                self._stop.wait(arg)
         with self.lock:
             self.order_bodies.append(body)
             status, answer = create_order(self.book, body)

@@ -100,7 +100,7 @@ def test_an_order_oanda_executes_after_the_read_timeout_fills_once(
     with FakeOanda(heartbeat_s=0.2, lookup_lag_s=0.5) as fake:
         prices = Prices(fake)
         d = start(daemon_factory, fake, short_tmp, oanda="request_timeout_s = 1.0")
-        fake.execute_next_order_late(4.0)
+        fake.execute_next_order_late()  # held until released below
         prices.push(DOWN)
         unknown = d.wait_for("oanda_order_outcome_unknown")
         status = d.status()
@@ -109,6 +109,7 @@ def test_an_order_oanda_executes_after_the_read_timeout_fills_once(
             u["client_id"] for u in status["broker_link"]["unresolved_orders"]
         ]
         prices.push(UP[:2])  # bars while unresolved: nothing new may open
+        fake.release_held_orders()  # OANDA executes it now, long after the timeout
         d.wait_for("oanda_order_resolved_filled", timeout=30)
         prices.push(UP[2:])
         d.wait_for("order_filled", client_id=unknown["client_id"])
@@ -134,7 +135,7 @@ def test_an_order_in_flight_at_a_crash_is_resolved_after_restart_not_resent(
     with FakeOanda(heartbeat_s=0.2) as fake:
         prices = Prices(fake)
         first = start(daemon_factory, fake, short_tmp, oanda="request_timeout_s = 1.0")
-        fake.execute_next_order_late(20.0)
+        fake.execute_next_order_late()  # held until released below
         prices.push(DOWN)
         unknown = first.wait_for("oanda_order_outcome_unknown")
         first.kill()  # SIGKILL: no shutdown, the row stays pending
@@ -143,6 +144,7 @@ def test_an_order_in_flight_at_a_crash_is_resolved_after_restart_not_resent(
         d.wait_for("ready")
         status = d.status()
         assert "reducing" == symbol_link(status)["state"]
+        fake.release_held_orders()
         d.wait_for("oanda_order_resolved_filled", timeout=60)
         # The restarted stream's first price opens a bar; the second closes it, and
         # that bar delivers the fill to the actor.
@@ -168,9 +170,11 @@ def test_an_order_proven_never_executed_releases_its_units_and_row(
     with FakeOanda(heartbeat_s=0.2) as fake:
         prices = Prices(fake)
         d = start(daemon_factory, fake, short_tmp, oanda="absent_after_s = 5.0")
-        fake.outage(9.0, "/orders", "/transactions")
+        fake.outage(None, "/orders", "/transactions")  # the POST and every lookup: 503
         prices.push(DOWN)
         unknown = d.wait_for("oanda_order_outcome_unknown")
+        d.wait_for("oanda_order_still_unknown")  # a background pass failed too
+        fake.end_outage()
         d.wait_for("oanda_order_resolved_not_executed", timeout=40)
         prices.push(UP[:1])
         d.wait_for("order_not_executed", client_id=unknown["client_id"])
@@ -196,7 +200,7 @@ def test_an_order_proven_never_executed_releases_its_units_and_row(
 def test_a_rest_outage_degrades_the_symbol_and_it_recovers_by_itself(
     short_tmp: Path, daemon_factory: type[DaemonProc]
 ) -> None:
-    """Case 4: 15 s of 503 on every endpoint: degraded, no crash, then trading again."""
+    """Case 4: /summary answers 503 for a while: degraded, no crash, then trading again."""
     with FakeOanda(heartbeat_s=0.2) as fake:
         prices = Prices(fake)
         d = start(
@@ -206,13 +210,14 @@ def test_a_rest_outage_degrades_the_symbol_and_it_recovers_by_itself(
             oanda="account_refresh_s = 1.0",
             top="[actors]\nmax_crashes = 2\nrestart_backoff_s = 0.1",
         )
-        fake.outage(25.0, "/summary")  # the issue's case: 503 on /summary only
+        fake.outage(None, "/summary")  # the issue's case: 503 on /summary only
         degraded = d.wait_for("oanda_degraded", timeout=20)
         prices.push(DOWN)  # bars keep coming: decisions are denied, nothing crashes
         denied = d.wait_for("order_denied")
         status = d.status()
         assert ("degraded", "degraded") == (status["state"], symbol_link(status)["state"])
         assert "OANDA unreachable" in symbol_link(status)["reason"]
+        fake.end_outage()
         d.wait_for("oanda_recovered", timeout=60)
         prices.push(UP)
         d.wait_for("order_filled", position_units=1000)
