@@ -67,6 +67,25 @@ class OandaConfig(_Section):
     environment: Literal["practice", "live"] = "practice"
     api_url: str | None = Field(None, description="override the REST base URL (tests)")
     stream_url: str | None = Field(None, description="override the streaming base URL")
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="read timeout of one REST request; then it is retried"
+    )
+    account_refresh_s: float = Field(
+        5.0, gt=0, le=3600, description="account summary refresh period (never per bar)"
+    )
+    absent_after_s: float = Field(
+        60.0,
+        ge=5,
+        le=86400,
+        description="an order with a lost answer that OANDA's records still lack this long "
+        "after sending is taken as never executed",
+    )
+    drift_check_s: float = Field(
+        30.0, gt=0, le=86400, description="positions compared with the broker this often"
+    )
+    drift_policy: Literal["halt", "adopt"] = Field(
+        "halt", description="on a position mismatch: halt (reduce-only) or adopt the broker's"
+    )
 
 
 class BrokerConfig(_Section):

@@ -76,9 +76,6 @@ PENDING_LONG_MODULES = {
     "forexd/strategies/ml.py": "actors branch moves training out of MlStrategy",
     "forexd/actors/symbol.py": "actors branch moves persistence to storage/",
     "forexd/daemon/supervisor.py": "runtime branch reworks start-up and shutdown",
-    "forexd/brokers/oanda.py": "oanda branch gives the OANDA client one home",
-    "forexd/brokers/oanda_api.py": "oanda branch gives the OANDA client one home",
-    "forexd/feeds/oanda.py": "oanda branch gives the OANDA client one home",
 }
 
 

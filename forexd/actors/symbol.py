@@ -303,6 +303,12 @@ class SymbolActor:
         fills = await deps.broker.on_bar(bar)
         for fill in fills:
             self._record_fill(fill)
+        # -- oanda (issue 11): orders the broker proved never executed release their
+        # in-flight units and their row; only then may a new order (new id) follow.
+        take_released = getattr(deps.broker, "take_released", None)
+        for order, proof in take_released(self.symbol) if take_released else ():
+            self.release_order(order, proof)
+        # -- end oanda
         self.position.last_price = bar.close
         self.last_bar = bar
         if deps.risk is not None or self.sizing is not None:
@@ -416,6 +422,25 @@ class SymbolActor:
             position_units=p.units,
             realized_pnl=round(realized, 2),
         )
+
+    # -- oanda (issue 11): resolution and adoption, called by the broker guard --------
+
+    def release_order(self, order: Order, proof: str) -> None:
+        """An order proven never executed: stop counting it in flight, cancel its row."""
+        self.core.on_reject(order)
+        self._known_orders[order.client_id] = OrderStatus.CANCELLED.value
+        self.deps.writer.submit(
+            SQL_ORDER_STATUS, (OrderStatus.CANCELLED.value, proof, now_ns(), order.client_id)
+        )
+        self.log.warning("order_not_executed", client_id=order.client_id, proof=proof)
+
+    def adopt_fill(self, fill: Fill) -> None:
+        """Take a position difference found at the broker into the book (``ctl adopt``)."""
+        realized = self.position.apply(fill, self.instrument)
+        self.core.position_units = self.position.units
+        queue_fill(self.deps.writer, fill, realized, self.position)
+
+    # -- end oanda
 
     async def _snapshot_equity(self, ts: int) -> None:
         acct = await self.deps.broker.account()

@@ -27,6 +27,8 @@ SYMBOL_ACTIONS = {
     "pause": "stop opening trades on SYMBOL (bars, fills and risk keep running)",
     "resume": "let a paused SYMBOL trade again",
     "retrain": "queue a training cycle for an ML SYMBOL now",
+    "adopt": "take the broker's position of SYMBOL as the daemon's (lifts a drift halt)",
+    "restart": "start a parked (failed) SYMBOL's actor again",
 }
 PLAIN_ACTIONS = {
     "status": "state, budget, loop lag, risk, account and a row per symbol",

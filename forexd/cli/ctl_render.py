@@ -129,6 +129,13 @@ def _sentence(action: str, r: dict[str, Any]) -> str:
         if r.get("already_training"):
             return f"{r['symbol']} is training already; another cycle is queued after it"
         return f"{r['symbol']}: a training cycle is queued"
+    if action == "adopt":
+        return (
+            f"{r['symbol']}: adopted the broker's position of {r['broker_units']} units "
+            f"(the daemon had {r['daemon_units_before']}); it trades again"
+        )
+    if action == "restart":
+        return f"{r['symbol']} restarted (was {r['was']}, now {r['state']})"
     if action == "reload":
         changed = [
             f"{k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}"

@@ -41,6 +41,8 @@ def register_handlers(daemon: Daemon) -> Handlers:
         "flatten",
         "reload",
         "logs",
+        "adopt",  # oanda (issue 11)
+        "restart",  # oanda (issue 11)
     ):
         daemon.control.register(name, getattr(h, name))
     return h
@@ -149,8 +151,43 @@ class Handlers:
         actors = [self._actor(symbol)] if symbol else list(self.d.actors.values())
         results = []
         for actor in actors:
+            # -- oanda (issue 11): a drifted symbol closes the broker's position
+            guard = self.d.guard
+            if guard is not None and actor.symbol in guard.drift:
+                try:
+                    await guard.adopt(actor.symbol)
+                except ForexdError as exc:
+                    raise RequestError("broker_unavailable", str(exc)) from None
+            # -- end oanda
             results.append(await actor.flatten())
         return {"flattened": results}
+
+    # -- oanda (issue 11) ---------------------------------------------------------------
+
+    async def adopt(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Take the broker's position of a symbol as the daemon's (lifts a drift halt)."""
+        actor = self._actor(_symbol_arg(args) or "")
+        if self.d.guard is None:
+            raise RequestError("bad_request", "adopt needs a live broker (broker.kind = oanda)")
+        try:
+            result: dict[str, Any] = await self.d.guard.adopt(actor.symbol)
+        except ForexdError as exc:
+            raise RequestError("broker_unavailable", str(exc)) from None
+        return result
+
+    async def restart(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Start a parked (failed or stopped) symbol's actor again."""
+        actor = self._actor(_symbol_arg(args) or "")
+        if actor.state not in ("failed", "stopped", "finished"):
+            raise RequestError(
+                "not_parked", f"{actor.symbol} is {actor.state}; only a parked symbol restarts"
+            )
+        sym = next(s for s in self.d.settings.active_symbols if s.symbol == actor.symbol)
+        new = await self.d.start_actor(sym)
+        new.paused = new.core.paused = actor.paused
+        return {"symbol": new.symbol, "state": new.state, "was": actor.state}
+
+    # -- end oanda
 
     async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Re-read the config file and apply it (the old one stays if the new is bad)."""
@@ -195,7 +232,7 @@ class Handlers:
             "version": __version__,
             "pid": os.getpid(),
             "uptime_s": round(time.time() - d.started_at, 3),
-            "state": d.state,
+            "state": d.guard.daemon_state(d.state) if d.guard is not None else d.state,
             "data_dir": str(d.paths.data_dir),
             "broker": getattr(d.broker, "name", "?"),
             "budget": d.budget.to_dict(),
@@ -207,6 +244,7 @@ class Handlers:
             "storage": asdict(d.writer.stats()),
             "control": {"requests": d.control.requests, "bad_requests": d.control.bad_requests},
             "symbols": [asdict(a.stats()) for a in d.actors.values()],
+            "broker_link": d.guard.status() if d.guard is not None else None,  # oanda
             "risk": risk,
             "account": {
                 "balance": round(acct.balance, 2),

@@ -34,6 +34,7 @@ from forexd.brokers.base import Broker
 from forexd.brokers.ledger import CostModel
 from forexd.brokers.paper import PaperBroker
 from forexd.config import BUNDLED_SOURCE, STORE_SOURCE, Settings, SymbolConfig
+from forexd.daemon.brokerlink import brokerguard_for, make_oanda_broker
 from forexd.daemon.budget import budget_from_config
 from forexd.daemon.compute import ComputePool
 from forexd.daemon.control import ControlServer
@@ -108,6 +109,7 @@ class Daemon:
         )
         self.broker: Broker | None = None
         self._api: Any = None  # the OANDA client, shared by broker and feed
+        self.guard: Any = None  # daemon.brokerguard.BrokerGuard when trading on OANDA
         self._pidlock = PidLock(paths.pidfile)
         self.process = psutil.Process()
 
@@ -147,11 +149,14 @@ class Daemon:
         await tg.start(self.writer.run)
         broker = await self._make_broker(tg)
         self.broker = broker
-        await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
+        report = await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
         await anyio.to_thread.run_sync(self.risk.load)
         self.risk.bind(self.holdings, self.writer.flush)
         tg.start_soon(self.risk.persist_loop)
         feed = self.feed = await self._make_feed(tg)
+        # -- oanda (issue 11): the guard degrades, halts on drift, reduces while unresolved
+        self.guard = await brokerguard_for(self, tg, report.position_mismatches)
+        # -- end oanda
         deps = ActorDeps(
             writer=self.writer,
             broker=broker,
@@ -160,7 +165,7 @@ class Daemon:
             timeframe=self.settings.feed.timeframe,
             store_candles=self.settings.feed.source != STORE_SOURCE,
             equity_every_bars=self.settings.equity_snapshot_every_bars,
-            risk=self.risk,
+            risk=self.guard or self.risk,
             train_ctx=TrainContext(
                 self.pool, self.paths, self.budget, self.writer, get_logger("trainer")
             ),
@@ -205,11 +210,7 @@ class Daemon:
         if cfg.kind == "paper":
             costs = CostModel(cfg.spread_pips, cfg.slippage_pips, cfg.commission_per_million)
             return PaperBroker.restore(self.paths.db, self.writer, cfg.initial_balance, costs)
-        from forexd.brokers.oanda import OandaBroker  # httpx only when trading live
-
-        broker = OandaBroker(self._oanda_api())
-        await broker.verify()  # token, account and currency before anything trades
-        return broker
+        return await make_oanda_broker(self, tg)  # httpx only when trading live
 
     def _oanda_api(self) -> Any:
         if self._api is None:
@@ -220,7 +221,8 @@ class Daemon:
                     "broker.oanda.account_id is empty; set it (and the token, "
                     "best via FOREXD_BROKER__OANDA__TOKEN)"
                 )
-            self._api = OandaApi.from_config(self.settings.broker.oanda)
+            ocfg = self.settings.broker.oanda
+            self._api = OandaApi.from_config(ocfg, timeout_s=ocfg.request_timeout_s)
         return self._api
 
     async def _make_feed(self, tg: TaskGroup) -> Any:
