@@ -109,3 +109,76 @@ async def test_a_fast_producer_waits_for_the_writer_instead_of_overflowing(
         assert [(5000,)] == await read_all(path, "SELECT COUNT(*) FROM events")
         assert peak <= 50
         await writer.close()
+
+
+EVENT_SQL = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, NULL, '')"
+
+
+@pytest.mark.anyio
+async def test_flush_is_not_counted_as_a_failed_write(tmp_path: Path) -> None:
+    """A healthy writer that is flushed often reports zero errors."""
+    writer = StorageWriter(tmp_path / "f.db")
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        for i in range(20):
+            writer.submit(EVENT_SQL, (i, "k"))
+            await writer.flush()
+        assert 0 == writer.stats().errors
+        assert 20 == writer.stats().statements
+        await writer.close()
+
+
+@pytest.mark.anyio
+async def test_a_bad_row_in_a_batched_run_neither_loses_nor_doubles_its_neighbours(
+    tmp_path: Path,
+) -> None:
+    """Same-text statements batched together: the bad one fails alone, the others once."""
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "f.db"
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        with capture_logs() as logs:
+            writer.submit(EVENT_SQL, (1, "k"))
+            writer.submit(EVENT_SQL, (2, None))  # kind is NOT NULL
+            writer.submit(EVENT_SQL, (3, "k"))
+            await writer.flush()
+        assert [(1,), (3,)] == await read_all(path, "SELECT ts_ns FROM events ORDER BY rowid")
+        assert 1 == writer.stats().errors
+        failed = [e for e in logs if e["event"] == "storage_write_failed"]
+        assert 1 == len(failed)
+        assert "INSERT events" == failed[0]["kind"]
+        assert "NOT NULL" in failed[0]["error"]
+        await writer.close()
+
+
+@pytest.mark.anyio
+async def test_after_close_flush_is_a_no_op_and_writes_are_refused(tmp_path: Path) -> None:
+    """close() commits the queue; flush() then returns; submit/execute raise StorageError."""
+    path = tmp_path / "f.db"
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        writer.submit(EVENT_SQL, (1, "k"))
+        await writer.close()
+        await writer.flush()
+        await writer.close()
+        with pytest.raises(StorageError, match="closed"):
+            writer.submit(EVENT_SQL, (2, "k"))
+        with pytest.raises(StorageError, match="closed"):
+            await writer.execute(EVENT_SQL, (3, "k"))
+    assert [(1,)] == await read_all(path, "SELECT ts_ns FROM events")
+
+
+@pytest.mark.anyio
+async def test_a_writer_that_died_fails_waiting_callers_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """Cancelled with writes queued: flush() raises StorageError naming the lost writes."""
+    writer = StorageWriter(tmp_path / "f.db")
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        tg.cancel_scope.cancel()
+    with pytest.raises(StorageError, match="stopped without closing"):
+        await writer.flush()
