@@ -57,13 +57,13 @@ class PaperBroker:
         return broker
 
     def _load(self, conn: sqlite3.Connection) -> None:
-        for cid, sym, units, bar_ts, status, submitted in conn.execute(
-            "SELECT client_id, symbol, units, bar_ts, status, submitted_ns FROM paper_orders"
-        ):
-            order = Order(cid, sym, int(units), int(bar_ts), int(submitted))
-            self._known[cid] = order
-            if status == OrderStatus.SUBMITTED.value:
-                self.ledger.submit(order)
+        """Rebuild the book; an order is pending exactly when it has no fill.
+
+        The fills decide, not ``paper_orders.status``: the status row is written after
+        the fill and a crash can keep one without the other. The database allows one
+        fill per client id (schema version 3), so an order with a fill is never queued
+        again and can never be filled twice.
+        """
         for fid, cid, sym, units, price, commission, ts in conn.execute(
             "SELECT fill_id, client_id, symbol, units, price, commission, ts "
             "FROM paper_fills ORDER BY rowid"
@@ -71,6 +71,13 @@ class PaperBroker:
             fill = Fill(fid, cid, sym, int(units), float(price), float(commission), int(ts))
             self.ledger.apply(fill)
             self._fills_by_order.setdefault(cid, []).append(fill)
+        for cid, sym, units, bar_ts, submitted in conn.execute(
+            "SELECT client_id, symbol, units, bar_ts, submitted_ns FROM paper_orders ORDER BY rowid"
+        ):
+            order = Order(cid, sym, int(units), int(bar_ts), int(submitted))
+            self._known[cid] = order
+            if cid not in self._fills_by_order:
+                self.ledger.submit(order)
         for sym, close in conn.execute(
             "SELECT c.symbol, c.close FROM candles c JOIN (SELECT symbol, MAX(ts) AS ts "
             "FROM candles GROUP BY symbol) m ON c.symbol = m.symbol AND c.ts = m.ts"
