@@ -27,6 +27,9 @@ class PaperBroker:
         self.ledger = ledger
         self._known: dict[str, Order] = {}
         self._fills_by_order: dict[str, list[Fill]] = {}
+        # The newest bar seen per symbol, across restarts: the market's clock never runs
+        # backwards, so a bar replayed after a restart fills nothing and marks nothing.
+        self._clock: dict[str, int] = {}
 
     @classmethod
     def restore(
@@ -71,6 +74,7 @@ class PaperBroker:
             fill = Fill(fid, cid, sym, int(units), float(price), float(commission), int(ts))
             self.ledger.apply(fill)
             self._fills_by_order.setdefault(cid, []).append(fill)
+            self._clock[sym] = max(self._clock.get(sym, fill.ts), fill.ts)
         for cid, sym, units, bar_ts, submitted in conn.execute(
             "SELECT client_id, symbol, units, bar_ts, submitted_ns FROM paper_orders ORDER BY rowid"
         ):
@@ -78,11 +82,12 @@ class PaperBroker:
             self._known[cid] = order
             if cid not in self._fills_by_order:
                 self.ledger.submit(order)
-        for sym, close in conn.execute(
-            "SELECT c.symbol, c.close FROM candles c JOIN (SELECT symbol, MAX(ts) AS ts "
+        for sym, close, ts in conn.execute(
+            "SELECT c.symbol, c.close, c.ts FROM candles c JOIN (SELECT symbol, MAX(ts) AS ts "
             "FROM candles GROUP BY symbol) m ON c.symbol = m.symbol AND c.ts = m.ts"
         ):
             self.ledger.last_price[sym] = float(close)
+            self._clock[sym] = max(self._clock.get(sym, int(ts)), int(ts))
 
     async def submit(self, order: Order) -> list[Fill]:
         """Accept a market order; it fills at the next bar's open of its symbol."""
@@ -114,7 +119,15 @@ class PaperBroker:
         return []
 
     async def on_bar(self, bar: Bar) -> list[Fill]:
-        """Fill pending orders of ``bar.symbol`` and persist the fills before returning."""
+        """Fill pending orders of ``bar.symbol`` and persist the fills before returning.
+
+        A bar no newer than one already seen for the symbol (a replay restarted behind
+        the book) is not the market: it fills nothing, and pending orders wait for the
+        first bar past the newest one, as at a real broker whose clock only moves forward.
+        """
+        if bar.ts <= self._clock.get(bar.symbol, bar.ts - 1):
+            return []
+        self._clock[bar.symbol] = bar.ts
         fills = self.ledger.on_bar(bar)
         if fills:
             for fill in fills:

@@ -59,6 +59,20 @@ def _fills_after(db_path: Path, seq: int) -> list[tuple[int, float, float, int]]
     return [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in rows]
 
 
+def _gate_orders(db_path: Path) -> int:
+    """Orders the gate approved that reached the orders table (operator flattens skip it)."""
+    if not db_path.exists():
+        return 0
+    conn = open_sync(db_path)
+    try:
+        (n,) = conn.execute(
+            "SELECT COUNT(*) FROM orders WHERE reason != 'operator flatten'"
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(n)
+
+
 class RiskRuntime:
     """See the module note."""
 
@@ -94,6 +108,12 @@ class RiskRuntime:
             self.log.info("risk_state_created", path=str(self.store.path))
         else:
             state = self.store.read()
+        # -- integrity (issue 10): the orders table is the authority for approvals. A kill
+        # loses approvals counted since the last persist (their orders were written
+        # ahead), and a decision replayed after a restart is approved again but never
+        # resent; both are set right here.
+        state = state.model_copy(update={"approvals": _gate_orders(self.db_path)})
+        # -- end integrity
         gate = RiskGate(self.limits, state)
         caught_up = 0
         for seq, realized, commission, ts in stored:
