@@ -193,6 +193,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     }
     settings = load_settings(args.config, **overrides)
     paths = resolve_paths(settings)
+    # -- integrity (issue 10): umask 077 and 0700 dirs before anything is created
+    from forexd.daemon.paths import make_private
+
+    exposed = make_private(paths)
+    # -- end integrity
     secrets = [settings.broker.oanda.token.get_secret_value(), settings.broker.oanda.account_id]
     log_file = None
     if settings.log_file is not None:
@@ -205,6 +210,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         extra_processors=[RedactSecrets(s for s in secrets if s)],
         log_file=log_file,
     )
+    # -- integrity (issue 10)
+    from forexd.daemon.logsetup import get_logger
+
+    for warning in exposed:
+        get_logger("paths").warning("data_dir_not_private", detail=warning)
+    # -- end integrity
     run_daemon(
         settings,
         paths,
@@ -389,11 +400,19 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         "data_dir": str(paths.data_dir),
         "runtime_dir": str(paths.runtime_dir),
     }
+    # -- integrity (issue 10): report a data/runtime dir other users can enter
+    from forexd.daemon.paths import exposure_warnings
+
+    exposed = exposure_warnings(paths)
+    # -- end integrity
     if args.json:
-        print(json.dumps({"valid": True, "settings": effective, "env": env_snapshot()}, indent=2))
+        doc = {"valid": True, "settings": effective, "env": env_snapshot(), "warnings": exposed}
+        print(json.dumps(doc, indent=2))
     else:
         origin = args.file or "defaults + environment"
         print(f"{origin}: valid")
+        for warning in exposed:
+            print(f"warning: {warning}")
         print(json.dumps(effective, indent=2))
     return 0
 

@@ -29,8 +29,13 @@ class PidLock:
         Raises:
             AlreadyRunningError: another process holds the lock.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+", encoding="ascii")
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # 0600 whatever the umask, and tightened if an older forexd left it 0644: a user
+        # who can open the file could hold a lock on it.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)
+        fh = os.fdopen(fd, "a+", encoding="ascii")
         try:
             portalocker.lock(fh, portalocker.LOCK_EX | portalocker.LOCK_NB)
         except portalocker.exceptions.LockException:

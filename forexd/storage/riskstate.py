@@ -21,6 +21,7 @@ naming the file, the problem and the fix, and only an explicit
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ class RiskStateStore:
         Raises:
             RiskStateError: the file already exists, or cannot be written.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._locked(exclusive=True):
             if self.path.exists():
                 raise RiskStateError(
@@ -183,7 +184,7 @@ class RiskStateStore:
             RiskStateError: the lock was not obtained, or a file could not be written.
         """
         now = _now(now_ns)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._locked(exclusive=True):
             raw: bytes | None
             try:
@@ -244,6 +245,7 @@ class RiskStateStore:
     @contextlib.contextmanager
     def _locked(self, *, exclusive: bool) -> Iterator[None]:
         mode = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
+        _private_lock_file(self.lock_path)
         lock = portalocker.Lock(
             self.lock_path,
             mode="a",
@@ -316,6 +318,21 @@ class RiskStateStore:
                 f"could not keep a backup of {self.path} ({exc}); nothing was changed: "
                 "free disk space or fix permissions, then retry"
             ) from None
+
+
+def _private_lock_file(path: Path) -> None:
+    """Create the lock file 0600 (or tighten an older 0644 one) before locking it.
+
+    Whoever can open the lock file can hold a lock on it, and a held shared lock stops
+    the daemon (it cannot persist its state). Only the owner may open it.
+    """
+    with contextlib.suppress(OSError):  # not ours, or no directory: locking will say so
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if os.name == "posix":
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
 
 def _now(now_ns: int | None) -> int:
