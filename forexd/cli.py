@@ -17,7 +17,7 @@ from typing import Any
 
 from forexd import __version__
 from forexd.cli_service import add_service_commands, dispatch_service
-from forexd.errors import ForexdError
+from forexd.errors import ForexdError, quiet_broken_pipe
 
 CTL_COMMANDS = (
     "status",
@@ -133,12 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
     try:
-        return _dispatch(args)
+        rc = _dispatch(args)
+        sys.stdout.flush()  # integrity (issue 10): a closed pipe surfaces here, caught below
+        return rc
     except ForexdError as exc:
         print(f"forexd: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    # -- integrity (issue 10): `forexd config check | head` closed our stdout early
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        return 0
+    # -- end integrity
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -318,6 +325,11 @@ def _cmd_risk(args: argparse.Namespace) -> int:
         state = store.read()
         print(json.dumps(state.model_dump(mode="json"), indent=None if args.json else 2))
         return 0
+    # -- integrity (issue 10): the running daemon would write its own state back
+    from forexd.daemon.pidlock import refuse_while_running
+
+    refuse_while_running(paths.pidfile, "repairing the risk state")
+    # -- end integrity
     report = store.repair(fills_seed(paths.db), force=args.force)
     print(report.summary())
     return 0

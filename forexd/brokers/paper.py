@@ -14,7 +14,7 @@ from pathlib import Path
 from forexd.brokers.base import AccountSnapshot, BrokerOrderState
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar, Fill, Order, OrderStatus
-from forexd.storage.db import StorageWriter, now_ns, open_sync
+from forexd.storage.db import StorageWriter, damaged, is_damaged, now_ns, open_sync
 
 
 class PaperBroker:
@@ -55,6 +55,10 @@ class PaperBroker:
                 balance = float(row[0])
             broker = cls(writer, Ledger(balance, costs))
             broker._load(conn)
+        except sqlite3.DatabaseError as exc:
+            if is_damaged(exc):
+                raise damaged(db_path, exc) from None
+            raise
         finally:
             conn.close()
         return broker

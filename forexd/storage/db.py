@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from forexd.errors import StorageError
+from forexd.errors import StorageError, disk_full
 from forexd.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 5000
@@ -93,6 +94,28 @@ def migrate(conn: sqlite3.Connection, path: Path) -> int:
     return int(found)
 
 
+DAMAGE_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+SQLITE_FULL = 13
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database file itself is damaged (not busy, not full)."""
+    return (
+        isinstance(exc, sqlite3.DatabaseError)
+        and getattr(exc, "sqlite_errorcode", None) in DAMAGE_CODES
+    )
+
+
+def damaged(path: Path, exc: BaseException) -> StorageError:
+    """The refusal for a damaged database: which file, and the two ways to restore it."""
+    return StorageError(
+        f"database {path} is damaged ({exc}); forexd will not trade on it. Stop forexd, "
+        f"keep the damaged file aside, then either recover what SQLite can still read "
+        f"(`sqlite3 {path} .recover | sqlite3 {path}.recovered`, then move "
+        f"{path}.recovered to {path}) or restore {path} from a backup, and start again"
+    )
+
+
 def open_sync(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open (and for writers, migrate) the store with the standard pragmas.
 
@@ -110,6 +133,8 @@ def open_sync(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         migrate(conn, path)
         return conn
     except sqlite3.Error as exc:
+        if is_damaged(exc):
+            raise damaged(path, exc) from None
         raise StorageError(f"cannot open database {path}: {exc}") from None
 
 
@@ -228,14 +253,28 @@ class StorageWriter:
 
     async def _apply(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
         start = time.perf_counter()
-        failed = await anyio.to_thread.run_sync(_apply_sync, conn, batch, limiter=self._thread)
-        for item in failed:
+        failed, lost = await anyio.to_thread.run_sync(
+            _apply_sync, conn, batch, limiter=self._thread
+        )
+        if lost is not None:
+            # The whole transaction was rolled back (disk full, I/O error): one line
+            # with what it held, not one per statement.
+            kinds = Counter(statement_kind(item.sql or "") for item in failed)
             self._log.error(
-                "storage_write_failed",
-                kind=statement_kind(item.sql or ""),
-                error=str(item.error),
+                "storage_transaction_failed",
+                error=str(lost),
+                statements=len(failed),
+                kinds=dict(kinds),
                 path=str(self.path),
             )
+        else:
+            for item in failed:
+                self._log.error(
+                    "storage_write_failed",
+                    kind=statement_kind(item.sql or ""),
+                    error=str(item.error),
+                    path=str(self.path),
+                )
         self._errors += len(failed)
         self._statements += sum(1 for item in batch if item.sql is not None)
         self._transactions += 1
@@ -245,6 +284,11 @@ class StorageWriter:
                 item.done.set()
         self._committed.set()
         self._committed = anyio.Event()
+
+    def _failed(self, what: str, error: BaseException) -> StorageError:
+        if getattr(error, "sqlite_errorcode", None) == SQLITE_FULL:
+            return disk_full(f"database {self.path}", error)
+        return StorageError(f"{what} {self.path} failed: {error}")
 
     def _closed_error(self) -> StorageError:
         return StorageError(f"storage writer for {self.path} is closed")
@@ -305,7 +349,7 @@ class StorageWriter:
         item = _Write(sql, params, anyio.Event())
         await self._wait_committed(item)
         if item.error is not None:
-            raise StorageError(f"write to {self.path} failed: {item.error}")
+            raise self._failed("write to", item.error)
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed.
@@ -327,7 +371,7 @@ class StorageWriter:
         item = _Write(None, (), anyio.Event())
         await self._wait_committed(item)
         if item.error is not None:
-            raise StorageError(f"commit to {self.path} failed: {item.error}")
+            raise self._failed("commit to", item.error)
 
     async def close(self) -> None:
         """Commit what is queued and stop :meth:`run` (idempotent)."""
@@ -366,8 +410,13 @@ def _open_writer(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _apply_sync(conn: sqlite3.Connection, batch: list[_Write]) -> list[_Write]:
-    """Apply a batch in one transaction, in submission order; return the failed writes.
+def _apply_sync(
+    conn: sqlite3.Connection, batch: list[_Write]
+) -> tuple[list[_Write], sqlite3.Error | None]:
+    """Apply a batch in one transaction, in submission order.
+
+    Returns the failed writes, and the error that rolled the whole transaction back
+    (then every write failed), if that is what happened.
 
     Consecutive statements of the same text run as one ``executemany`` inside a savepoint;
     if that fails, the savepoint is rolled back and the run is replayed one statement at a
@@ -396,7 +445,8 @@ def _apply_sync(conn: sqlite3.Connection, batch: list[_Write]) -> list[_Write]:
         failed = [item for item in batch if item.sql is not None]
         for item in batch:
             item.error = exc
-    return failed
+        return failed, exc
+    return failed, None
 
 
 def _run(conn: sqlite3.Connection, sql: str, run: list[_Write], failed: list[_Write]) -> None:
