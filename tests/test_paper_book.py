@@ -101,3 +101,29 @@ async def test_restore_derives_pending_orders_from_fills_not_the_status_column(
     check = sqlite3.connect(path)
     got = check.execute("SELECT client_id FROM paper_fills ORDER BY rowid").fetchall()
     assert [("c1",), ("c2",)] == got
+
+
+@pytest.mark.anyio
+async def test_a_bar_replayed_behind_the_book_fills_nothing_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The paper market's clock never runs backwards: old bars wait for the first new one."""
+    path = tmp_path / "f.db"
+    conn = open_sync(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, ts)"
+            " VALUES ('P1', 'c1', 'EURUSD', 1000, 1.1, 0, ?)",
+            (T0 + 5 * HOUR_NS,),
+        )
+    conn.close()
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        broker = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+        await broker.submit(Order("c2", "EURUSD", -1000, T0, 0))
+        for hours in (1, 2, 5):  # a replay restarted from its first bar
+            assert [] == await broker.on_bar(_bar(T0 + hours * HOUR_NS, 1.3))
+        fills = await broker.on_bar(_bar(T0 + 6 * HOUR_NS, 1.2))
+        assert [("c2", T0 + 6 * HOUR_NS)] == [(f.client_id, f.ts) for f in fills]
+        await writer.close()
