@@ -91,9 +91,9 @@ async def test_a_fast_producer_waits_for_the_writer_instead_of_overflowing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """wait_for_room() holds producers above the high-water mark; nothing is refused."""
-    from forexd.storage import db
+    from forexd.storage import writer as writer_module
 
-    monkeypatch.setattr(db, "HIGH_WATER", 50)
+    monkeypatch.setattr(writer_module, "HIGH_WATER", 50)
     path = tmp_path / "f.db"
     writer = StorageWriter(path)
     sql = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, '')"
