@@ -182,3 +182,14 @@ async def test_a_writer_that_died_fails_waiting_callers_instead_of_hanging(
         tg.cancel_scope.cancel()
     with pytest.raises(StorageError, match="stopped without closing"):
         await writer.flush()
+
+
+@pytest.mark.anyio
+async def test_closing_a_writer_that_never_ran_returns_at_once(tmp_path: Path) -> None:
+    """A start-up that failed before the writer ran can still shut down (no hang)."""
+    writer = StorageWriter(tmp_path / "f.db")
+    with anyio.fail_after(5):
+        await writer.close()
+        await writer.flush()
+    with pytest.raises(StorageError, match="closed"):
+        writer.submit(EVENT_SQL, (1, "k"))

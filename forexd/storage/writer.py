@@ -102,6 +102,7 @@ class StorageWriter:
         self._closing = False  # close() was called: no new writes
         self._stopped = anyio.Event()  # run() has returned
         self._clean = False  # run() drained the inbox to its end (close)
+        self._started = False  # run() has begun (close() must not wait for a run that never was)
         self._log = structlog.get_logger().bind(component="storage")
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -110,9 +111,15 @@ class StorageWriter:
         Raises:
             StorageError: the database cannot be opened or migrated.
         """
+        self._started = True
         # Open and migrate in a worker thread: a clear error before the daemon reports
         # ready, and the event loop stays free while a big migration runs.
-        conn = await anyio.to_thread.run_sync(_open_writer, self.path, limiter=self._thread)
+        try:
+            conn = await anyio.to_thread.run_sync(_open_writer, self.path, limiter=self._thread)
+        except BaseException:
+            self._fail_queued()
+            self._stopped.set()
+            raise
         try:
             task_status.started()
             async with self._recv:
@@ -288,6 +295,10 @@ class StorageWriter:
         self._closing = True
         self._urgent.set()  # do not linger over the last batch
         await self._send.aclose()
+        if not self._started:  # never ran: nothing was ever committed or will be
+            self._clean = not self._recv.statistics().current_buffer_used
+            self._stopped.set()
+            return
         await self._stopped.wait()
 
     def stats(self) -> WriterStats:
