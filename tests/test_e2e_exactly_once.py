@@ -7,7 +7,8 @@ after a random number of fills. After every kill and at the end the record must 
 
 - each client id filled at most once (the paper book and the daemon's fills table);
 - no fill at or before the bar its order was decided on;
-- positions = Σ fills per symbol (and, at the end, the paper book agrees);
+- positions = Σ fills per symbol (and, at the end, the paper book agrees), and never
+  beyond the strategy's ±units at any point of the fill history;
 - balance = initial + Σ realised − Σ commission to the cent, in every equity snapshot
   and in the balance the daemon reports;
 - every SIGTERM exits 0 with ``stopped`` logged;
@@ -45,6 +46,7 @@ TERMS = 5
 INITIAL = 100_000.0
 COMMISSION_PER_MILLION = 25.0
 SPREAD_PIPS = 0.8
+UNITS = 10_000
 
 CONFIG = """
 [broker]
@@ -62,7 +64,7 @@ SYMBOL = """
 [[symbols]]
 symbol = "{symbol}"
 strategy = "sma_cross"
-params = {{ fast = 3, slow = 7, units = 10000 }}
+params = {{ fast = 3, slow = 7, units = {units} }}
 """
 
 
@@ -85,7 +87,7 @@ def _config(tmp: Path, source: str) -> Path:
     body = CONFIG.format(
         initial=INITIAL, spread=SPREAD_PIPS, commission=COMMISSION_PER_MILLION, source=source
     )
-    body += "".join(SYMBOL.format(symbol=s) for s in SYMBOLS)
+    body += "".join(SYMBOL.format(symbol=s, units=UNITS) for s in SYMBOLS)
     return write_config(tmp / "m1.toml", body)
 
 
@@ -133,6 +135,7 @@ def _check(data: Path, *, final: bool) -> dict[str, int]:
     newest: dict[str, int] = {}
     for row in fills:
         units[row[3]] += row[4]
+        assert abs(units[row[3]]) <= UNITS, f"{row[3]} held beyond what the strategy asked"
         assert row[7] >= newest.get(row[3], row[7]), f"{row[2]} filled behind its market"
         newest[row[3]] = row[7]
     for sym in SYMBOLS:
