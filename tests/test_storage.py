@@ -193,3 +193,31 @@ async def test_closing_a_writer_that_never_ran_returns_at_once(tmp_path: Path) -
         await writer.flush()
     with pytest.raises(StorageError, match="closed"):
         writer.submit(EVENT_SQL, (1, "k"))
+
+
+@pytest.mark.anyio
+async def test_checkpoints_run_beside_the_writer_and_a_size_bound_truncates_the_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer never checkpoints inside a commit; checkpoint() does, and bounds the WAL."""
+    from forexd.storage import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CHECKPOINT_EVERY_S", 3600.0)  # only when asked
+    path = tmp_path / "f.db"
+    wal = anyio.Path(f"{path}-wal")
+    writer = StorageWriter(path)
+    sql = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, ?)"
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        for i in range(6000):  # ~6 MB: past the 1000-page autocheckpoint of other connections
+            writer.submit(sql, (i, "x" * 1000))
+            if i % 500 == 0:
+                await writer.wait_for_room()
+        await writer.flush()
+        assert (await wal.stat()).st_size > 5 * 2**20  # nothing checkpointed inside the commits
+        monkeypatch.setattr(writer_module, "WAL_MAX_BYTES", 2**20)
+        await writer.checkpoint()
+        assert 0 == (await wal.stat()).st_size
+        assert 1 == writer.stats().checkpoints
+        assert [(6000,)] == await read_all(path, "SELECT COUNT(*) FROM events")
+        await writer.close()

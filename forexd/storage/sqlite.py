@@ -111,6 +111,28 @@ def open_sync(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         raise StorageError(f"cannot open database {path}: {exc}") from None
 
 
+def checkpoint_sync(path: Path, max_wal_bytes: int) -> None:
+    """One WAL checkpoint on a short-lived connection of its own.
+
+    Passive (waits for nobody) while the WAL is at most ``max_wal_bytes``; above that a
+    truncating one, which waits up to the busy timeout for readers, bounds the WAL.
+
+    Raises:
+        sqlite3.Error: the checkpoint failed (the caller logs and retries later).
+    """
+    try:
+        size = Path(f"{path}-wal").stat().st_size
+    except FileNotFoundError:
+        return
+    mode = "TRUNCATE" if size > max_wal_bytes else "PASSIVE"
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    finally:
+        conn.close()
+
+
 async def read_all(path: Path, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
     """Run one query on a fresh read-only connection (readers never share the writer's)."""
     async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0) as conn:
