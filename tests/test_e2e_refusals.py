@@ -193,3 +193,13 @@ def test_a_full_disk_exits_6_and_a_restart_after_freeing_space_recovers(
         pos = conn.execute("SELECT COALESCE(SUM(units), 0) FROM positions").fetchone()[0]
     assert 0 == twice
     assert fills == pos
+
+
+def test_a_data_dir_that_cannot_be_created_is_a_clear_error(short_tmp: Path) -> None:
+    """A data dir under a plain file: exit 2 naming the directory, no traceback."""
+    blocker = short_tmp / "file"
+    blocker.write_text("")
+    res = run_cli("run", "--data-dir", str(blocker / "data"))
+    assert 2 == res.returncode
+    assert f"cannot create directory {blocker / 'data'}" in res.stderr
+    assert "Traceback" not in res.stderr

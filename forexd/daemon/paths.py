@@ -117,7 +117,7 @@ def exposure_warnings(paths: DaemonPaths) -> list[str]:
     for directory in dict.fromkeys((paths.data_dir, paths.runtime_dir)):
         try:
             mode = stat.S_IMODE(directory.stat().st_mode)
-        except FileNotFoundError:
+        except OSError:  # missing (created later) or unreachable (creating it will say)
             continue
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             found.append(
@@ -134,13 +134,22 @@ def make_private(paths: DaemonPaths) -> list[str]:
     older forexd left group/world readable are tightened to 0600; directories that
     already exist keep their mode (see :func:`exposure_warnings`, whose messages are
     returned for the caller to log).
+
+    Raises:
+        ConfigError: a directory cannot be created.
     """
     if os.name != "posix":
         return []
     os.umask(PRIVATE_UMASK)
     warnings = exposure_warnings(paths)
     for directory in (paths.data_dir, paths.runtime_dir):
-        directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create directory {directory} ({exc.strerror or exc}); choose "
+                "another --data-dir / --runtime-dir or fix the parent's permissions"
+            ) from None
     for name in PRIVATE_FILES:
         path = paths.data_dir / name
         try:
