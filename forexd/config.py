@@ -41,7 +41,8 @@ STORE_SOURCE = "store"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False (integrity, issue 10): an `inf` balance or cost is never meant.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ComputeConfig(_Section):

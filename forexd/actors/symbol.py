@@ -207,8 +207,10 @@ class SymbolActor:
             self.core.paused = self.paused
             self.position = Position(self.symbol)
             for row in conn.execute(
+                # integrity (issue 10): in booking order, as the broker's ledger applies
+                # them; by bar time the average price (and so realised P&L) could differ.
                 "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
-                "WHERE symbol = ? ORDER BY ts, rowid",
+                "WHERE symbol = ? ORDER BY rowid",
                 (self.symbol,),
             ):
                 self.position.apply(

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from forexd import __version__
 from forexd.cli.output import Output
 from forexd.cli.parser import Parser
-from forexd.errors import ForexdError
+from forexd.errors import ForexdError, quiet_broken_pipe
 
 #: (command, module under forexd.cli with ``configure``, one-line help), in help order.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -44,10 +44,11 @@ EXIT_CODES = """\
 exit codes:
   0    success
   1    unexpected failure (a bug: the traceback is shown)
-  2    bad input or configuration (the message names it and the fix)
+  2    bad input or configuration, or a damaged database (the message names it and the fix)
   3    no daemon running for this data directory (forexd ctl)
-  4    a daemon is already running on this data directory
-  5    the risk state file is unusable (see forexd risk show)
+  4    a daemon is already running on this data directory (also risk repair while one runs)
+  5    the risk state is unusable or out of step with the database (see forexd risk show)
+  6    disk full (free space, then start again)
   130  interrupted (Ctrl-C)
 """
 
@@ -112,7 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(command).parse_args(argv)
         out = Output(bool(getattr(args, "json", False)))
         try:
-            return int(args.handler(args, out))
+            rc = int(args.handler(args, out))
+            sys.stdout.flush()  # a closed pipe (`forexd config check | head`) surfaces here
+            return rc
+        except BrokenPipeError:
+            quiet_broken_pipe()
+            return 0
         except ForexdError as exc:
             return out.error(exc)
         except Exception as exc:  # a bug: the traceback goes to stderr either way

@@ -75,7 +75,16 @@ def make_console(*, stderr: bool = False, width: int | None = None) -> Any:
     """A rich console for human output (imported lazily: ``--json`` never loads rich)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, width=width or console_width(), highlight=False)
+    console = Console(stderr=stderr, width=width or console_width(), highlight=False)
+    # rich turns a closed pipe (`forexd config check | head`) into SystemExit(1); a reader
+    # that stopped reading is not a failure, so let it surface as BrokenPipeError, which
+    # ``cli.app.main`` ends quietly with exit 0.
+    console.on_broken_pipe = _raise_broken_pipe  # type: ignore[method-assign]
+    return console
+
+
+def _raise_broken_pipe() -> None:
+    raise BrokenPipeError
 
 
 class Output:

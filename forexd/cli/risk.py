@@ -64,9 +64,12 @@ def handle_show(args: argparse.Namespace, out: Output) -> int:
 
 def handle_repair(args: argparse.Namespace, out: Output) -> int:
     """Rebuild the state file from the fills table (see docs/risk.md)."""
+    from forexd.daemon.pidlock import refuse_while_running
     from forexd.daemon.riskruntime import fills_seed
 
     paths, store = _store(args)
+    # A running daemon would write its own state back over the repaired file.
+    refuse_while_running(paths.pidfile, "repairing the risk state")
     report = store.repair(fills_seed(paths.db), force=args.force)
     data = {
         "file": str(report.path),

@@ -39,6 +39,10 @@ def handle(args: argparse.Namespace, out: Output) -> int:
     }
     settings = load_settings(args.config, **overrides)
     paths = resolve_paths(settings)
+    # umask 077 and 0700 dirs before anything is created (docs/risk.md, "Private by default")
+    from forexd.daemon.paths import make_private
+
+    exposed = make_private(paths)
     secrets = [settings.broker.oanda.token.get_secret_value(), settings.broker.oanda.account_id]
     log_file = None
     if settings.log_file is not None:
@@ -51,6 +55,10 @@ def handle(args: argparse.Namespace, out: Output) -> int:
         extra_processors=[RedactSecrets(s for s in secrets if s)],
         log_file=log_file,
     )
+    from forexd.daemon.logsetup import get_logger
+
+    for warning in exposed:
+        get_logger("paths").warning("data_dir_not_private", detail=warning)
     run_daemon(
         settings,
         paths,

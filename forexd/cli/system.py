@@ -39,7 +39,7 @@ def configure(name: str, p: argparse.ArgumentParser) -> None:
 def handle_config_check(args: argparse.Namespace, out: Output) -> int:
     """Validate a config and print the effective settings with resolved paths."""
     from forexd.config import env_snapshot, load_settings
-    from forexd.daemon.paths import resolve_paths
+    from forexd.daemon.paths import exposure_warnings, resolve_paths
 
     settings = load_settings(args.file)
     effective = settings.model_dump(mode="json")
@@ -49,10 +49,13 @@ def handle_config_check(args: argparse.Namespace, out: Output) -> int:
         "runtime_dir": str(paths.runtime_dir),
     }
     origin = args.file or "defaults + environment"
-    data = {"valid": True, "settings": effective, "env": env_snapshot()}
+    exposed = exposure_warnings(paths)  # a data/runtime dir other users can enter
+    data = {"valid": True, "settings": effective, "env": env_snapshot(), "warnings": exposed}
 
     def draw(console: Any) -> None:
         console.print(f"{origin}: valid; effective settings:", markup=False)
+        for warning in exposed:
+            console.print(f"warning: {warning}", markup=False, soft_wrap=True)
         for key, value in _dotted(effective):
             console.print(f"  {key} = {json.dumps(value)}", markup=False, soft_wrap=True)
 

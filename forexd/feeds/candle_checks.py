@@ -98,6 +98,11 @@ def to_float_columns(
     return out
 
 
+# integrity (issue 10): a guess with wide margin. The largest quoted FX rates (USD/IRR,
+# USD/VND) are in the tens of thousands; 1e7 leaves room and keeps notional finite.
+MAX_PRICE = 1e7
+
+
 def check_ohlc(path: object, label: str, columns: tuple[F64, F64, F64, F64], lines: I64) -> None:
     """Check one set of open/high/low/close columns for positive, consistent prices.
 
@@ -117,6 +122,17 @@ def check_ohlc(path: object, label: str, columns: tuple[F64, F64, F64, F64], lin
             raise row_error(
                 path, f"{label}{name} is zero or negative", lines[bad], "prices must be > 0"
             )
+        # -- integrity (issue 10): a finite but absurd price (1e308) overflows notional
+        # and P&L to inf downstream; refuse it here, naming the line.
+        absurd = values > MAX_PRICE
+        if absurd.any():
+            raise row_error(
+                path,
+                f"{label}{name} is above {MAX_PRICE:g}",
+                lines[absurd],
+                "no exchange rate is near this; check the file's price column and scale",
+            )
+        # -- end integrity
     rules = (
         (high < low, f"{label}high is below {label}low"),
         (high < np.maximum(open_, close), f"{label}high is below {label}open or {label}close"),
