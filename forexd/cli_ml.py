@@ -278,9 +278,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from forexd.cli_ml_render import search_summary, trial_bar
     from forexd.daemon.paths import resolve_paths
     from forexd.domain import get_instrument
+    from forexd.extras import require_extra
     from forexd.models.search import SKLEARN_KINDS, run_search
     from forexd.models.trainconfig import periods_per_year
 
+    optuna = require_extra("optuna", "forexd search")  # before loading data: fail fast
     if args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
     settings = _settings(args)
@@ -289,8 +291,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
     kinds = tuple(dict.fromkeys(args.model)) if args.model else SKLEARN_KINDS
     budget = _budget(settings)
     study_dir = args.study_dir or resolve_paths(settings).data_dir / "studies"
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar/summary say enough
     with trial_bar(enabled=not args.json, total=args.trials) as on_trial:
         result = run_search(
