@@ -21,6 +21,7 @@ from typing import Any
 
 import aiosqlite
 import anyio
+import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -35,6 +36,9 @@ MAX_BATCH = 4096  # statements per transaction
 LINGER_S = 0.02  # how long fire-and-forget writes may wait for company (crash loses <= this)
 
 Params = Sequence[Any]
+
+# Lazy: resolved at first use, after the entry point configured structlog.
+_log = structlog.get_logger(component="storage")
 
 
 def configure(conn: sqlite3.Connection) -> None:
@@ -179,6 +183,12 @@ class StorageWriter:
         self._statements += len(batch)
         self._transactions += 1
         self._last_commit_ms = (time.perf_counter() - start) * 1000
+        _log.debug(
+            "writer_batch",
+            statements=len(batch),
+            errors=errors,
+            commit_ms=round(self._last_commit_ms, 3),
+        )
         for item in batch:
             if item.done is not None:
                 item.done.set()
