@@ -28,7 +28,8 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 FAST_TESTS := tests/test_config.py tests/test_features.py tests/test_risk_limits.py \
   tests/test_storage.py tests/test_backtest_engine.py tests/test_ledger.py \
   tests/test_metrics.py tests/test_loaders.py tests/test_render.py tests/test_extras.py \
-  tests/test_e2e_daemon.py tests/test_examples.py tests/test_backtest_report.py tests/test_models.py
+  tests/test_e2e_daemon.py::test_daemon_trades_reports_status_and_exits_cleanly_on_sigterm \
+  tests/test_examples.py tests/test_backtest_report.py tests/test_models.py
 FAST_EXTRAS := metrics,report,search
 TEST_TOOLS  := pytest pytest-timeout hypothesis pyyaml
 # A Python 3.10 that runs (a pyenv shim named python3.10 may exist and fail).
