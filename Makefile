@@ -24,7 +24,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # Fast tests for the extra runs (lowest dependency versions, Python 3.10): unit tests of
-# every layer plus one daemon end to end; about a minute.
+# every layer plus one daemon end to end; 1-4 minutes depending on the machine's load.
 FAST_TESTS := tests/test_config.py tests/test_features.py tests/test_risk_limits.py \
   tests/test_storage.py tests/test_backtest_engine.py tests/test_ledger.py \
   tests/test_metrics.py tests/test_loaders.py tests/test_render.py tests/test_extras.py \
@@ -36,15 +36,17 @@ TEST_TOOLS  := pytest pytest-timeout hypothesis pyyaml
 PY310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10; do \
   "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-# Tests that open the HTML report in Chromium and verify the systemd units need Debian's
-# chromium and systemd packages; install them when we can (root + apt-get), else they skip.
+# Tests that open the HTML report in Chromium, verify the systemd units and check the alert
+# rules need Debian's chromium, systemd and prometheus (promtool) packages; install them
+# when we can (root + apt-get), else those tests skip with a reason.
 system-deps:
-	@if command -v chromium >/dev/null && command -v systemd-analyze >/dev/null; then :; \
+	@if command -v chromium >/dev/null && command -v systemd-analyze >/dev/null \
+	  && command -v promtool >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian packages chromium and systemd (for report and unit tests)"; \
+	  echo "installing Debian packages chromium, systemd and prometheus (report, unit, alert-rule tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends chromium systemd >/dev/null; \
-	else echo "note: chromium/systemd-analyze missing and cannot be installed; those tests skip"; fi
+	    --no-install-recommends chromium systemd prometheus >/dev/null; \
+	else echo "note: chromium/systemd-analyze/promtool missing and cannot be installed; those tests skip"; fi
 
 ## demo: install forexd and run it on the embedded default (paper broker, bundled OANDA EURUSD H1)
 demo: $(VENV)/.installed
