@@ -101,3 +101,8 @@ def test_debug_level_logs_feed_actor_writer_and_control_and_info_does_not(
     decided = [e for e in debug if e["event"] == "bar_decided"]
     assert any(e["order_units"] != 0 for e in decided), "no decision to trade was logged"
     assert any(e["cmd"] == "status" for e in debug if e["event"] == "control_request")
+    types: dict[str, set[str]] = {}
+    for line in d.lines:
+        for key, value in line.items():
+            types.setdefault(key, set()).add(type(value).__name__)
+    assert {} == {k: t for k, t in types.items() if len(t) > 1}, "a key changed type"

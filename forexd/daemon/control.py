@@ -197,7 +197,7 @@ class ControlServer:
         if not isinstance(args, dict):
             self.bad_requests += 1
             return _error(req_id, "bad_request", "args must be a JSON object")
-        self._log.debug("control_request", cmd=cmd, id=req_id)
+        self._log.debug("control_request", cmd=cmd)
         try:
             result = await handler(args)
         except RequestError as exc:
