@@ -48,9 +48,10 @@ FORBIDDEN_FOREXD = (
 # Heavy libraries load lazily, where a model of that kind is built (HELPERS/STYLE rules).
 HEAVY_LIBRARIES = ("torch", "ray", "optuna", "matplotlib", "stable_baselines3", "sb3_contrib")
 # What each pure package may import from forexd (DESIGN.md "Layers"; forexd.errors,
-# forexd.fsutil and the package root count as domain). strategies -> features, models is
-# the ML strategy reading its champion: disagreement 4 in docs/architecture.md.
-BASE = {"errors", "fsutil"}
+# forexd.extras (the optional-import helper), forexd.fsutil and the package root count as
+# domain). strategies -> features, models is the ML strategy reading its champion:
+# disagreement 4 in docs/architecture.md.
+BASE = {"errors", "extras", "fsutil"}
 ALLOWED_IMPORTS = {
     "domain": BASE,
     "features": BASE | {"domain"},

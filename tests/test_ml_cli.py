@@ -14,6 +14,7 @@ from forexd.cli import build_parser
 from forexd.cli.output import Output
 from forexd.daemon.pidlock import PidLock
 from forexd.errors import AlreadyRunningError, ConfigError, DataError, ForexdError
+from forexd.extras import MissingExtraError
 from forexd.feeds.loaders import bundled_sample_path
 from forexd.models.errors import (
     ConstantSeriesError,
@@ -215,7 +216,7 @@ def test_cmaes_sampler_runs_or_names_its_package(
         "--sampler", "cmaes",
     )  # fmt: skip
     if importlib.util.find_spec("cmaes") is None:
-        with pytest.raises(ConfigError, match="pip install cmaes"):
+        with pytest.raises(MissingExtraError, match=r"pip install 'forexd\[search\]'"):
             _run(*args)
         return
     out = _json(capsys, *args)

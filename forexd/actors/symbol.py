@@ -319,6 +319,13 @@ class SymbolActor:
                 deps.risk.observe_equity(self._equity, bar.ts)
         denials = self.core.denials
         order = self.core.on_bar(bar)
+        self.log.debug(
+            "bar_decided",
+            bar_ts=bar.ts,
+            close=bar.close,
+            position=self.core.position_units,
+            order_units=0 if order is None else order.units,
+        )
         if self.core.denials != denials:
             self.log.warning(
                 "order_denied", reason=self.core.last_denial, bar_time=ns_to_iso(bar.ts)

@@ -273,9 +273,11 @@ def handle_search(args: argparse.Namespace, out: Output) -> int:
     from forexd.cli.ml_render import search_summary, trial_bar
     from forexd.daemon.paths import resolve_paths
     from forexd.domain import get_instrument
+    from forexd.extras import require_extra
     from forexd.models.search import SKLEARN_KINDS, run_search
     from forexd.models.trainconfig import periods_per_year
 
+    optuna = require_extra("optuna", "forexd search")  # before loading data: fail fast
     if args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
     settings = _settings(args)
@@ -285,8 +287,6 @@ def handle_search(args: argparse.Namespace, out: Output) -> int:
     kinds = tuple(dict.fromkeys(args.model)) if args.model else SKLEARN_KINDS
     budget = _budget(settings)
     study_dir = args.study_dir or resolve_paths(settings).data_dir / "studies"
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar/summary say enough
     with trial_bar(enabled=not args.json, total=args.trials) as on_trial:
         result = run_search(

@@ -242,9 +242,11 @@ class ControlServer:
         if not isinstance(args, dict):
             self.bad_requests += 1
             return _error(req_id, "bad_request", "args must be a JSON object")
+        self._log.debug("control_request", cmd=cmd)
         try:
             result = await handler(args)
         except RequestError as exc:
+            self._log.debug("control_request_refused", cmd=cmd, code=exc.code)
             return _error(req_id, exc.code, exc.message)
         except Exception as exc:  # a handler bug must not take the daemon down
             self._log.exception("control_handler_failed", cmd=cmd)

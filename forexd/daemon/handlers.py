@@ -228,6 +228,10 @@ class Handlers:
                     "clipped",
                 )
             }
+            risk["state_changes"] = [
+                {"scope": scope, "state": state, "cause": cause, "count": n}
+                for (scope, state, cause), n in d.risk.state_changes.items()
+            ]
         return {
             "version": __version__,
             "pid": os.getpid(),

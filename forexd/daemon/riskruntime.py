@@ -89,6 +89,9 @@ class RiskRuntime:
         self._holdings: Callable[[], Mapping[str, Holding]] = dict
         self._equity = 0.0
         self._flush: Callable[[], Awaitable[None]] = _no_flush
+        # (scope, new state, cause) -> changes since start, for forexd_risk_state_changes_total:
+        # a state that flips and flips back between two scrapes still shows in the counter.
+        self.state_changes: dict[tuple[str, str, str], int] = {}
 
     def load(self) -> RiskState:
         """Load (or create on first start) the state and catch up on stored fills.
@@ -184,6 +187,8 @@ class RiskRuntime:
     def _log_audit(self) -> None:
         assert self.gate is not None
         for rec in self.gate.drain_audit():
+            key = (rec.scope, rec.new_state.value, rec.cause.value)
+            self.state_changes[key] = self.state_changes.get(key, 0) + 1
             self.log.warning(
                 "risk_state_changed",
                 scope=rec.scope,

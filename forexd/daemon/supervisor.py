@@ -184,9 +184,10 @@ class Daemon:
                     mcfg.host,
                     mcfg.port,
                     partial(handlers.status, {}),
-                    self.lag.samples_ms,
+                    self.lag.histogram,
                     mcfg.refresh_s,
                     get_logger("metrics"),
+                    self.started_at,
                 )
             )
         tg.start_soon(

@@ -227,6 +227,12 @@ class StorageWriter:
         self._statements += sum(1 for item in batch if item.sql is not None)
         self._transactions += 1
         self._last_commit_ms = (time.perf_counter() - start) * 1000
+        self._log.debug(
+            "writer_batch",
+            statements=len(batch),
+            errors=len(failed),
+            commit_ms=round(self._last_commit_ms, 3),
+        )
         for item in batch:
             if item.done is not None:
                 item.done.set()
