@@ -1,0 +1,73 @@
+"""Only the present is traded: which bars may lead to an order.
+
+A live feed hands an actor history first (OANDA's back-fill of 500 candles, the bars a
+restart missed) and then bars as they close. Deciding on the history would send real
+orders at today's price for bars hours old. So a bar that closed before the actor
+(re)started, or that is older than ``max_age`` when it arrives, only warms the strategy.
+
+A recorded feed (replay, backtest) has its own clock: the bar it is playing *is* the
+present, so every bar it delivers may trade (``clock is None``), and replay/backtest
+parity is untouched. Bar ``ts`` is the open time; a bar closes at ``ts + period``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+NS_PER_S = 1_000_000_000
+
+BEFORE_START = "closed_before_start"
+STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class PresentPolicy:
+    """Decides whether a bar is the present.
+
+    Attributes:
+        period_ns: bar length.
+        max_age_ns: a bar that arrives more than this after its close is stale.
+        clock: the wall clock (ns); ``None`` for a recorded feed (its bars are the present).
+    """
+
+    period_ns: int = 0
+    max_age_ns: int = 0
+    clock: Callable[[], int] | None = None
+
+    @classmethod
+    def recorded(cls) -> PresentPolicy:
+        """Replay and backtest: the feed's own clock; every bar may trade."""
+        return cls()
+
+    @classmethod
+    def live(
+        cls,
+        period_s: int,
+        max_age_bars: float = 1.0,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> PresentPolicy:
+        """A live feed: bars older than ``max_age_bars`` periods at arrival do not trade."""
+        period = period_s * NS_PER_S
+        return cls(period, round(period * max_age_bars), clock)
+
+    def now_ns(self) -> int | None:
+        """The present on the wall clock, or ``None`` for a recorded feed."""
+        return self.clock() if self.clock is not None else None
+
+    def not_present(self, bar_ts: int, started_ns: int | None) -> str | None:
+        """Why the bar opened at ``bar_ts`` must not trade, or ``None`` if it may.
+
+        Args:
+            bar_ts: the bar's open time (ns).
+            started_ns: when the actor's current life started (ns), ``None`` if recorded.
+        """
+        if self.clock is None:
+            return None
+        closed = bar_ts + self.period_ns
+        if started_ns is not None and closed <= started_ns:
+            return BEFORE_START
+        if self.clock() - closed > self.max_age_ns:
+            return STALE
+        return None
