@@ -9,6 +9,10 @@ bar that is the present, see :mod:`forexd.actors.present`), writes the order to 
 *before* sending it, then sends it. One life of an actor is :meth:`SymbolActor.run`; the
 supervisor restarts it after a crash, and every restart rebuilds state from the store.
 Commands sent while a life is restarting wait in a queue that outlives the life.
+
+Length note: a little over 400 lines because the life cycle, the inbox loop and the
+command handlers are one state machine; sending orders (``orders.py``), training
+(``training.py``), messages and dependencies live in their own modules.
 """
 
 from __future__ import annotations
@@ -16,15 +20,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import numpy as np
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from forexd.actors.core import OrderGate, SymbolCore, average_true_range
+from forexd.actors.core import SymbolCore, average_true_range
+from forexd.actors.deps import ActorDeps, ActorStats
 from forexd.actors.messages import (
     Bars,
     ChampionReady,
@@ -37,71 +41,18 @@ from forexd.actors.messages import (
     SetPaused,
 )
 from forexd.actors.orders import OrderFlow
-from forexd.actors.present import STALE, PresentPolicy
-from forexd.actors.training import TrainerFactory, TrainingSlot
-from forexd.brokers.base import Broker
+from forexd.actors.present import STALE
+from forexd.actors.training import TrainingSlot
 from forexd.domain import Bar, Position, get_instrument, ns_to_iso
 from forexd.errors import ControlRefusedError, StorageError
-from forexd.feeds.base import ChunkedFeed, Feed
+from forexd.feeds.base import ChunkedFeed
 from forexd.risk import SizingConfig
-from forexd.storage.db import StorageWriter
 from forexd.storage.orders import TradeRecord, load_actor_state
 from forexd.strategies.base import BarHistory, Strategy
 
 INBOX_MESSAGES = 64  # a message is one bar, or a chunk of bars at full replay speed
 COMMAND_QUEUE = 64  # commands waiting for the actor (they survive a restart)
 LATENCY_SAMPLES = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class ActorStats:
-    """What ``ctl status`` shows for one symbol."""
-
-    symbol: str
-    state: str
-    last_bar_time: str | None
-    bars_seen: int
-    position_units: int
-    pending_units: int
-    realized_pnl: float
-    unrealized_pnl: float
-    orders_sent: int
-    orders_rejected: int
-    fills: int
-    denials: int
-    restarts: int
-    last_error: str | None
-    bar_to_order_ms: dict[str, float]
-    training: dict[str, Any] | None
-    bars_not_traded: dict[str, int]
-
-
-class RiskHooks(OrderGate, Protocol):
-    """What an actor tells the risk layer besides asking it about orders."""
-
-    def on_fill(self, realized: float, commission: float, ts: int) -> None:
-        """A fill was recorded."""
-        ...
-
-    def observe_equity(self, equity: float, ts: int) -> None:
-        """The account equity after a bar."""
-        ...
-
-
-@dataclass(slots=True)
-class ActorDeps:
-    """What an actor needs from the daemon (shared, not owned)."""
-
-    writer: StorageWriter
-    broker: Broker
-    feed: Feed
-    db_path: Any
-    timeframe: str
-    store_candles: bool
-    equity_every_bars: int
-    risk: RiskHooks | None = None
-    make_trainer: TrainerFactory | None = None  # daemon.trainer.ModelTrainer, for ml
-    present: PresentPolicy = field(default_factory=PresentPolicy.recorded)
 
 
 class SymbolActor:

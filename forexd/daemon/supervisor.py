@@ -30,8 +30,9 @@ import psutil
 from anyio.abc import TaskGroup, TaskStatus
 
 from forexd import __version__
+from forexd.actors.deps import ActorDeps
 from forexd.actors.present import PresentPolicy
-from forexd.actors.symbol import ActorDeps, SymbolActor
+from forexd.actors.symbol import SymbolActor
 from forexd.brokers.base import Broker
 from forexd.brokers.ledger import CostModel
 from forexd.brokers.paper import PaperBroker
@@ -218,7 +219,9 @@ class Daemon:
         if isinstance(feed, ReplayFeed) or getattr(feed, "recorded", False):
             return PresentPolicy.recorded()
         return PresentPolicy.live(
-            TIMEFRAME_SECONDS[self.settings.feed.timeframe], self.settings.actors.max_bar_age_bars
+            TIMEFRAME_SECONDS[self.settings.feed.timeframe],
+            self.settings.actors.max_bar_age_bars,
+            getattr(feed, "server_now_ns", time.time_ns),
         )
 
     async def _make_broker(self, tg: TaskGroup) -> Broker:
