@@ -185,3 +185,27 @@ def test_present_policy_without_a_clock_trades_nothing_and_ages_bars_from_their_
     assert STALE == policy.not_present(START_NS, None)
     assert BEFORE_START == policy.not_present(START_NS, START_NS + period)
     assert PresentPolicy.recorded().not_present(0, None) is None
+
+
+async def test_a_reload_sent_between_two_lives_is_applied_by_the_next_life(
+    tmp_path: Path,
+) -> None:
+    """A strategy swap queued while the actor restarts reaches its next life; nothing waits."""
+    async with anyio.create_task_group() as tg:
+        db = tmp_path / "forexd.db"
+        writer = StorageWriter(db)
+        await tg.start(writer.run)
+        broker = PaperBroker.restore(db, writer, 100_000.0, CostModel())
+        deps = ActorDeps(writer, broker, PushFeed(["EURUSD"]), db, "M1", True, 60)
+        actor = SymbolActor("EURUSD", Flip(), deps, structlog.get_logger())
+        async with anyio.create_task_group() as life:
+            await life.start(actor.run)
+            life.cancel_scope.cancel()  # the life ends (a crash, as far as the queue cares)
+        actor.state = "restarting"  # what the supervisor records between two lives
+        sma = SmaCross(SmaCrossParams(fast=2, slow=3, units=5000))
+        with anyio.fail_after(1):
+            await actor.replace_strategy(sma, {"fast": 2, "slow": 3})
+        assert actor.core.strategy is not sma
+        await tg.start(actor.run)
+        await wait_until(lambda: actor.core.strategy is sma, "strategy swapped")
+        tg.cancel_scope.cancel()

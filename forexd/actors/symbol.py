@@ -167,9 +167,13 @@ class SymbolActor:
         return already
 
     async def replace_strategy(self, strategy: Strategy, params: dict[str, Any]) -> None:
-        """Trade with ``strategy`` from the next bar; a parked actor gets it if revived."""
+        """Trade with ``strategy`` from the next bar.
+
+        An actor between lives (restarting, parked) gets it from its queue when its next life
+        starts; the caller does not wait for that (a reload must not hang on a backoff).
+        """
         message = ReplaceStrategy(strategy, params)
-        if self.state in ("failed", "stopped"):
+        if self.state not in ("running", "paused", "finished"):
             self.tell(message)
             return
         await self.ask(message)
