@@ -136,3 +136,48 @@ async def test_ml_symbol_keeps_trading_with_its_champion_and_retraining_after_re
             assert second["champion"]["model_id"] == actor.core.strategy.champion.model_id
             assert 3000 == abs(actor.position.units)
             daemon.request_stop("test")
+
+
+TWO = """
+[actors]
+restart_backoff_s = 0.01
+restart_backoff_max_s = 0.02
+max_crashes = 2
+crash_window_s = 60
+
+[[symbols]]
+symbol = "EURUSD"
+params = { fast = 2, slow = 3, units = 1000 }
+
+[[symbols]]
+symbol = "GBPUSD"
+strategy = "tests.faulty_strategy:AlwaysRaises"
+"""
+
+
+async def test_flatten_all_lists_a_parked_symbol_and_still_flattens_the_others(
+    short_tmp: Path,
+) -> None:
+    """ctl flatten --yes over all symbols: the failed one is reported, the live one closed."""
+    daemon = make_daemon(write_daemon_config(short_tmp, TWO))
+    frame = bundled_frame()
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run)
+            await wait_until(lambda: daemon.state == "running", "daemon ready")
+            feed: Any = daemon.feed
+            eur, gbp = daemon.actors["EURUSD"], daemon.actors["GBPUSD"]
+            feed.push("GBPUSD", frame.iloc[:20])
+            await wait_until(lambda: gbp.state == "failed", "GBPUSD parked")
+            feed.push("EURUSD", frame.iloc[:40])
+            await wait_until(lambda: eur.stats().bars_seen == 40, "EURUSD bars")
+            await wait_until(lambda: eur.position.units != 0, "a EURUSD position")
+            result = await call(daemon, "flatten", confirm=True)
+            by_symbol = {r["symbol"]: r for r in result["flattened"]}
+            assert "failed" in by_symbol["GBPUSD"]["error"]
+            assert -eur.position.units == by_symbol["EURUSD"]["units"]
+            assert by_symbol["EURUSD"]["client_id"]
+            assert eur.paused
+            feed.push("EURUSD", frame.iloc[40:41])
+            await wait_until(lambda: eur.position.units == 0, "EURUSD flat")
+            daemon.request_stop("test")

@@ -157,10 +157,15 @@ class Handlers:
                 "flatten closes positions; send confirm=true (`forexd ctl flatten --yes`)",
             )
         symbol = _symbol_arg(args, required=False)
-        actors = [self._actor(symbol)] if symbol else list(self.d.actors.values())
-        results = []
-        for actor in actors:
-            results.append(await self._ask(actor.flatten()))
+        if symbol:
+            return {"flattened": [await self._ask(self._actor(symbol).flatten())]}
+        results: list[dict[str, Any]] = []
+        for actor in list(self.d.actors.values()):
+            try:
+                results.append(await actor.flatten())
+            except ControlRefusedError as exc:  # a parked actor must not stop the others
+                results.append({"symbol": actor.symbol, "units": 0, "client_id": None,
+                                "error": str(exc)})  # fmt: skip
         return {"flattened": results}
 
     async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
