@@ -10,7 +10,7 @@ bar that is the present, see :mod:`forexd.actors.present`), writes the order to 
 supervisor restarts it after a crash, and every restart rebuilds state from the store.
 Commands sent while a life is restarting wait in a queue that outlives the life.
 
-Length note: a little over 400 lines because the life cycle, the inbox loop and the
+Why it is over 400 lines: the life cycle, the inbox loop and the
 command handlers are one state machine; sending orders (``orders.py``), training
 (``training.py``), messages and dependencies live in their own modules.
 """

@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import numpy as np
+import numpy.typing as npt
 
 from forexd.actors.messages import ChampionReady
 from forexd.errors import ForexdError
-from forexd.strategies.base import IntArray, Strategy
+from forexd.strategies.base import Strategy
 from forexd.strategies.ml import MlStrategy
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ class Trainer(Protocol):
         """Whether a scheduled cycle is due."""
         ...
 
-    async def train_cycle(self, bar_times: IntArray, reason: str) -> None:
+    async def train_cycle(self, bar_times: npt.NDArray[np.int64], reason: str) -> None:
         """Run one cycle; raises nothing but cancellation."""
         ...
 
@@ -130,7 +132,7 @@ class TrainingSlot:
         self.running = True
         self._idle = anyio.Event()
 
-    async def _train(self, trainer: Trainer, reason: str, times: IntArray) -> None:
+    async def _train(self, trainer: Trainer, reason: str, times: npt.NDArray[np.int64]) -> None:
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope

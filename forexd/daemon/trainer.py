@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+import numpy.typing as npt
 
 from forexd.daemon.cleanup import run_cleanup
 from forexd.daemon.compute import JobTimeoutError
@@ -36,7 +37,6 @@ from forexd.errors import ForexdError
 from forexd.models.champion import LiveChampion, RetrainSchedule, promote
 from forexd.models.registry import ModelRecord, ModelRegistry
 from forexd.storage.db import now_ns
-from forexd.strategies.base import IntArray
 from forexd.strategies.ml_params import MlParams
 
 HandOver = Callable[[LiveChampion], Awaitable[None]]
@@ -145,7 +145,7 @@ class ModelTrainer:
 
     # -- the cycle ----------------------------------------------------------------------
 
-    async def train_cycle(self, bar_times: IntArray, reason: str) -> None:
+    async def train_cycle(self, bar_times: npt.NDArray[np.int64], reason: str) -> None:
         """Train, evaluate and maybe promote a challenger; raises nothing but cancellation.
 
         Args:
@@ -205,7 +205,7 @@ class ModelTrainer:
         log.error("training_cycle_failed", error=message)
         return message
 
-    async def _run(self, handle: Any, times: IntArray, log: Any) -> dict[str, Any]:
+    async def _run(self, handle: Any, times: npt.NDArray[np.int64], log: Any) -> dict[str, Any]:
         from forexd.daemon.trainjob import training_job, training_job_in_process
 
         ctx, symbol = self.ctx, self.symbol

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from forexd.models.errors import ArtifactError
 from forexd.models.promotion import Champion
 from forexd.models.trained import TrainedModel
-from forexd.strategies.base import FloatArray
 
 if TYPE_CHECKING:
     from forexd.models.trainer import CycleResult
+
+FloatArray = npt.NDArray[np.float64]
 
 FAST_PATH_TOLERANCE = 1e-9  # the fast logistic path must agree with sklearn to this
 
