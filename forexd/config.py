@@ -157,6 +157,12 @@ class ActorConfig(_Section):
     restart_backoff_max_s: float = Field(30.0, gt=0)
     max_crashes: int = Field(5, ge=1, description="crashes within the window before `failed`")
     crash_window_s: float = Field(300.0, gt=0)
+    max_bar_age_bars: float = Field(
+        1.0,
+        gt=0,
+        description="live feeds: a bar arriving more than this many bar periods after its "
+        "close only warms the strategy (never traded)",
+    )
 
 
 class ControlConfig(_Section):

@@ -56,6 +56,10 @@ stream_url = "{fake.url}"
 [feed]
 kind = "oanda"
 timeframe = "M1"
+[actors]
+# The fake plays 16 minutes of prices in one burst: in server time a bar reaches the actor
+# up to 16 periods after its close. Only the present is traded, so allow that age here.
+max_bar_age_bars = 30
 [[symbols]]
 symbol = "EURUSD"
 params = {{ fast = 2, slow = 4, units = 1000 }}

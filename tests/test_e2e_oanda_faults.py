@@ -28,10 +28,17 @@ DOWN_AGAIN = [1.1020, 1.1000, 1.0980, 1.0960, 1.0940, 1.0930]
 
 
 def live_config(fake: FakeOanda, path: Path, oanda: str = "", top: str = "") -> Path:
-    """A daemon config trading EURUSD on M1 bars from the fake, 1,000 units per signal."""
+    """A daemon config trading EURUSD on M1 bars from the fake, 1,000 units per signal.
+
+    ``top`` adds keys to the ``[actors]`` table.
+    """
     return write_config(
         path,
         f"""
+[actors]
+# The fake plays minutes of prices in one burst: in server time a bar reaches the actor
+# several periods after its close. Only the present is traded, so allow that age here.
+max_bar_age_bars = 30
 {top}
 [broker]
 kind = "oanda"
@@ -208,7 +215,7 @@ def test_a_rest_outage_degrades_the_symbol_and_it_recovers_by_itself(
             fake,
             short_tmp,
             oanda="account_refresh_s = 1.0",
-            top="[actors]\nmax_crashes = 2\nrestart_backoff_s = 0.1",
+            top="max_crashes = 2\nrestart_backoff_s = 0.1",
         )
         fake.outage(None, "/summary")  # the issue's case: 503 on /summary only
         degraded = d.wait_for("oanda_degraded", timeout=20)
@@ -333,7 +340,7 @@ def test_ctl_restart_revives_a_symbol_parked_as_failed(
         cfg = live_config(
             fake,
             short_tmp / "live.toml",
-            top="[actors]\nmax_crashes = 2\nrestart_backoff_s = 0.05",
+            top="max_crashes = 2\nrestart_backoff_s = 0.05",
         )
         text = cfg.read_text().replace(
             "params = { fast = 2, slow = 4, units = 1000 }",
@@ -343,13 +350,21 @@ def test_ctl_restart_revives_a_symbol_parked_as_failed(
         cfg.write_text(text)
         d = daemon_factory(short_tmp / "data", cfg, env={"PYTHONPATH": str(repo)})
         d.wait_for("ready")
-        prices.push(DOWN[:3])
+        # Only the present is traded: each life of the actor crashes on the first bar that
+        # closes after it started, so feed one such bar per life (max_crashes = 2).
+        d.wait_for("actor_started", symbol="EURUSD")
+        prices.push(DOWN[:2])
+        d.wait_for("actor_crashed", symbol="EURUSD")
+        d.wait_for("actor_started", symbol="EURUSD")
+        prices.push(DOWN[2:4])
         d.wait_for("actor_failed", symbol="EURUSD")
         status = d.status()
         assert ("failed", "degraded") == (status["symbols"][0]["state"], status["state"])
         flag.unlink()  # the bug is fixed
         revived = d.ctl("restart", "EURUSD")
         assert 0 == revived.returncode, revived.stderr
+        d.wait_for("actor_started", symbol="EURUSD")  # the third life; it trades new bars
+        prices.push(DOWN[4:] + UP[:2])
         d.wait_for("order_filled", symbol="EURUSD", position_units=1000)
         status = d.status()
         assert 0 == d.signal()

@@ -62,20 +62,9 @@ ALLOWED_IMPORTS = {
 LONG_MODULE_LINES = 400
 LONG_MODULE_NOTE = "Why it is over 400 lines:"
 
-PENDING_PURE_MODULES = {
-    "forexd.strategies.ml": "actors branch: training/restore/promotion move out of "
-    "strategies/ml.py to forexd/daemon/ (edge forexd.strategies.ml -> forexd.daemon, "
-    "forexd.storage, anyio)",
-    "forexd.strategies.ml_cycle": "actors branch: the training job moves to forexd/daemon/ "
-    "(edge forexd.strategies.ml_cycle -> forexd.daemon, forexd.storage)",
-}
-PENDING_EDGES = {
-    ("strategies", "daemon"): "actors branch moves training out of strategies/ml*.py "
-    "(strategies/ml.py, ml_cycle.py import forexd.daemon.*)",
-}
+PENDING_PURE_MODULES: dict[str, str] = {}
+PENDING_EDGES: dict[tuple[str, str], str] = {}
 PENDING_LONG_MODULES = {
-    "forexd/strategies/ml.py": "actors branch moves training out of MlStrategy",
-    "forexd/actors/symbol.py": "actors branch moves persistence to storage/",
     "forexd/daemon/supervisor.py": "runtime branch reworks start-up and shutdown",
 }
 

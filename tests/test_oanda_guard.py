@@ -78,7 +78,7 @@ class _Actor:
     last_bar: Any = None
     adopted: list[Any] = field(default_factory=list)
 
-    def adopt_fill(self, fill: Any) -> None:
+    async def adopt_fill(self, fill: Any) -> None:
         self.adopted.append(fill)
         self.position.units += fill.units
 

@@ -15,6 +15,7 @@ from forexd.brokers.base import AccountSnapshot, BrokerOrderState
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar, Fill, Order, OrderStatus
 from forexd.storage.db import StorageWriter, damaged, is_damaged, now_ns, open_sync
+from forexd.storage.orders import SQL_EVENT
 
 
 class PaperBroker:
@@ -99,8 +100,7 @@ class PaperBroker:
             # Idempotent: the same client id is never booked twice. It should never be
             # sent twice either, so record it where the crash tests look.
             await self._writer.execute(
-                "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, ?, ?)",
-                (now_ns(), "duplicate_submit", order.symbol, order.client_id),
+                SQL_EVENT, (now_ns(), "duplicate_submit", order.symbol, order.client_id)
             )
             return []
         # Not awaited: the order row the actor wrote *before* calling us is the durable

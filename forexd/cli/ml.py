@@ -246,10 +246,10 @@ def _register(
     settings: Settings, symbol: str, timeframe: str, params: MlParams, result: Any
 ) -> dict[str, Any]:
     from forexd.daemon.paths import resolve_paths
+    from forexd.daemon.trainjob import make_record
     from forexd.models.artifacts import save_model
     from forexd.storage.db import now_ns
     from forexd.storage.model_registry import ModelRegistry, new_model_id
-    from forexd.strategies.ml_cycle import make_record
 
     paths = resolve_paths(settings)
     registry = ModelRegistry(paths.db, paths.models)

@@ -34,11 +34,13 @@ import anyio
 from anyio.abc import TaskStatus
 
 from forexd.actors.core import GateDecision
-from forexd.actors.symbol import SQL_EVENT, RiskHooks, SymbolActor, queue_fill
+from forexd.actors.deps import RiskHooks
+from forexd.actors.symbol import SymbolActor
 from forexd.brokers.oanda import OandaBroker
 from forexd.domain import Fill, Position, get_instrument
 from forexd.errors import BrokerError
 from forexd.storage.db import StorageWriter, now_ns
+from forexd.storage.orders import SQL_EVENT, queue_fill
 
 DriftPolicy = Literal["halt", "adopt"]
 TRADING_STATES = ("trading", "paused")
@@ -189,12 +191,12 @@ class BrokerGuard:
             except BrokerError as exc:
                 self.log.warning("drift_check_skipped", error=str(exc))
 
-    def start_up_mismatches(self, mismatches: Mapping[str, tuple[int, int]]) -> None:
+    async def start_up_mismatches(self, mismatches: Mapping[str, tuple[int, int]]) -> None:
         """Apply the policy to reconciliation's findings (before any actor starts)."""
         for symbol, (ours, theirs) in mismatches.items():
             self._broker_units[symbol] = theirs
             if self.policy == "adopt":
-                self._write_adoption(symbol, ours, theirs, price=None, actor=None)
+                await self._write_adoption(symbol, ours, theirs, price=None, actor=None)
             else:
                 self._halt(symbol, ours, theirs)
 
@@ -222,7 +224,7 @@ class BrokerGuard:
                 self._suspect[symbol] = (ours, theirs)  # seen once: confirm next time
                 continue
             if self.policy == "adopt":
-                self._write_adoption(symbol, ours, theirs, price or None, actor)
+                await self._write_adoption(symbol, ours, theirs, price or None, actor)
             elif self.drift.get(symbol) != (ours, theirs):
                 self._halt(symbol, ours, theirs)
 
@@ -257,12 +259,12 @@ class BrokerGuard:
         self._broker_units[symbol] = theirs
         ours = actor.position.units
         if theirs != ours:
-            self._write_adoption(symbol, ours, theirs, price or None, actor)
+            await self._write_adoption(symbol, ours, theirs, price or None, actor)
         self.drift.pop(symbol, None)
         self._suspect.pop(symbol, None)
         return {"symbol": symbol, "daemon_units_before": ours, "broker_units": theirs}
 
-    def _write_adoption(
+    async def _write_adoption(
         self, symbol: str, ours: int, theirs: int, price: float | None, actor: SymbolActor | None
     ) -> None:
         """Record the difference as a fill labelled ``adopt``, so a restart rebuilds it."""
@@ -280,7 +282,7 @@ class BrokerGuard:
             ts,
         )
         if actor is not None:
-            actor.adopt_fill(fill)
+            await actor.adopt_fill(fill)
         else:
             pos = Position(symbol)
             pos.units, pos.avg_price = ours, float(mark or 0.0)

@@ -93,7 +93,7 @@ async def brokerguard_for(
         drift_check_s=ocfg.drift_check_s,
         installation_id=broker.installation_id,
     )
-    guard.start_up_mismatches(mismatches)
+    await guard.start_up_mismatches(mismatches)
     await daemon.writer.flush()
     await tg.start(guard.run)
     return guard

@@ -2,7 +2,8 @@
 
 Each handler takes the request's ``args`` object and returns a JSON-ready result, or raises
 :class:`~forexd.daemon.control.RequestError` with a machine-readable code. Handlers only
-read snapshots or send the daemon's parts a request; they never block the loop.
+read snapshots or send the daemon's parts a request — to an actor, a message in its inbox
+whose reply they await (an actor owns its state); they never block the loop.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from forexd import __version__
 from forexd.daemon.control import RequestError
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from forexd.daemon.supervisor import Daemon
 
 LOGS_MAX_LINES = 1000
+T = TypeVar("T")
 
 
 def register_handlers(daemon: Daemon) -> Handlers:
@@ -63,6 +66,14 @@ class Handlers:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
 
+    @staticmethod
+    async def _ask(request: Awaitable[T]) -> T:
+        """An actor's answer; its refusal becomes a ``not_running`` error."""
+        try:
+            return await request
+        except ControlRefusedError as exc:
+            raise RequestError("not_running", str(exc)) from None
+
     def _actor(self, symbol: str) -> SymbolActor:
         actor = self.d.actors.get(symbol)
         if actor is None:
@@ -95,16 +106,16 @@ class Handlers:
     async def retrain(self, args: dict[str, Any]) -> dict[str, Any]:
         """Queue a training cycle for an ML symbol now."""
         actor = self._actor(_symbol_arg(args) or "")
-        try:
-            trainable = actor.request_retrain("operator")
-        except ControlRefusedError as exc:
-            raise RequestError("not_running", str(exc)) from None
-        if not trainable:
+        if not actor.training.active:
             raise RequestError(
                 "bad_request",
                 f"{actor.symbol} trades {actor.strategy.name}, which has no model to retrain",
             )
-        return {"symbol": actor.symbol, "queued": True, "already_training": actor.training}
+        try:
+            already = await actor.request_retrain("operator")
+        except ControlRefusedError as exc:
+            raise RequestError("not_running", str(exc)) from None
+        return {"symbol": actor.symbol, "queued": True, "already_training": already}
 
     async def risk(self, args: dict[str, Any]) -> dict[str, Any]:
         """Limits, usage and trading states."""
@@ -131,13 +142,13 @@ class Handlers:
     async def pause(self, args: dict[str, Any]) -> dict[str, Any]:
         """Stop opening new trades on a symbol (bars, fills and risk keep running)."""
         actor = self._actor(_symbol_arg(args) or "")
-        actor.set_paused(True)
+        await self._ask(actor.set_paused(True))
         return {"symbol": actor.symbol, "paused": True, "position_units": actor.position.units}
 
     async def resume(self, args: dict[str, Any]) -> dict[str, Any]:
         """Let a paused symbol trade again."""
         actor = self._actor(_symbol_arg(args) or "")
-        actor.set_paused(False)
+        await self._ask(actor.set_paused(False))
         return {"symbol": actor.symbol, "paused": False}
 
     async def flatten(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +160,7 @@ class Handlers:
             )
         symbol = _symbol_arg(args, required=False)
         actors = [self._actor(symbol)] if symbol else list(self.d.actors.values())
-        results = []
+        results: list[dict[str, Any]] = []
         for actor in actors:
             # -- oanda (issue 11): a drifted symbol closes the broker's position
             guard = self.d.guard
@@ -159,7 +170,14 @@ class Handlers:
                 except ForexdError as exc:
                     raise RequestError("broker_unavailable", str(exc)) from None
             # -- end oanda
-            results.append(await actor.flatten())
+            if symbol:
+                results.append(await self._ask(actor.flatten()))
+                continue
+            try:
+                results.append(await actor.flatten())
+            except ControlRefusedError as exc:  # a parked actor must not stop the others
+                results.append({"symbol": actor.symbol, "units": 0, "client_id": None,
+                                "error": str(exc)})  # fmt: skip
         return {"flattened": results}
 
     # -- oanda (issue 11) ---------------------------------------------------------------
@@ -184,7 +202,8 @@ class Handlers:
             )
         sym = next(s for s in self.d.settings.active_symbols if s.symbol == actor.symbol)
         new = await self.d.start_actor(sym)
-        new.paused = new.core.paused = actor.paused
+        if actor.paused:  # an operator's pause survives the restart (through the inbox)
+            await self._ask(new.set_paused(True))
         return {"symbol": new.symbol, "state": new.state, "was": actor.state}
 
     # -- end oanda
@@ -192,9 +211,13 @@ class Handlers:
     async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Re-read the config file and apply it (the old one stays if the new is bad)."""
         try:
-            return await self.d.reload()
+            return await self.d.reload("ctl")
         except ForexdError as exc:
             raise RequestError("reload_rejected", str(exc)) from None
+        except Exception as exc:  # logged in full by Daemon.reload; the daemon carries on
+            raise RequestError(
+                "reload_failed", f"reload failed ({type(exc).__name__}: {exc}); see the log"
+            ) from None
 
     async def logs(self, args: dict[str, Any]) -> dict[str, Any]:
         """Recent log lines from the in-memory ring (``since`` for follow mode)."""

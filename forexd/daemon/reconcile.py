@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forexd.actors.symbol import SQL_EVENT, SQL_ORDER_STATUS, queue_fill
 from forexd.brokers.base import Broker
 from forexd.domain import Fill, Order, OrderStatus, Position, get_instrument
 from forexd.storage.db import StorageWriter, now_ns, open_sync
+from forexd.storage.orders import SQL_EVENT, SQL_ORDER_STATUS, queue_fill
 
 
 @dataclass(slots=True)

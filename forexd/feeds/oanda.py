@@ -174,6 +174,7 @@ class OandaFeed:
         self._subs: dict[str, list[_Subscription]] = {s: [] for s in self.symbols}
         self._running = False
         self._connected = False
+        self._server_ns: int | None = None
         self._last_message: float | None = None
         self._problem: str | None = None
         self._n = dict.fromkeys(
@@ -274,7 +275,8 @@ class OandaFeed:
             self._last_message = anyio.current_time()
             if kind == "HEARTBEAT":
                 self._n["heartbeats"] += 1
-                return self._builder.on_heartbeat(parse_time(str(msg.get("time"))))
+                now = self._saw_time(parse_time(str(msg.get("time"))))
+                return self._builder.on_heartbeat(now)
             if kind != "PRICE":
                 return []  # newer API versions may add message types
             self._n["prices"] += 1
@@ -282,9 +284,22 @@ class OandaFeed:
             value = _price_of(msg, self.price)
             if symbol not in self._subs or value is None or msg.get("tradeable") is False:
                 return []
-            return self._builder.on_price(symbol, parse_time(str(msg.get("time"))), value)
+            now = self._saw_time(parse_time(str(msg.get("time"))))
+            return self._builder.on_price(symbol, now, value)
         except (ValueError, BrokerError, KeyError, TypeError) as exc:
             raise _StreamDataError(f"unusable stream line {line[:120]!r}: {exc}") from exc
+
+    def _saw_time(self, ts: int) -> int:
+        self._server_ns = max(self._server_ns or ts, ts)
+        return ts
+
+    def server_now_ns(self) -> int | None:
+        """The newest server time seen on the stream (ns), ``None`` before the first message.
+
+        The actors' "present" (only bars that just closed are traded) is judged on this
+        clock, not the local one: it is the clock the bars were built on.
+        """
+        return self._server_ns
 
     def _dispatch(self, bars: list[LiveBar]) -> None:
         for live in bars:
