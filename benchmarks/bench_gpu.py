@@ -5,7 +5,7 @@ Where a CUDA GPU exists it:
 1. trains four models (mlp, gru, recurrent_ppo, mlp with another seed) on the bundled
    EURUSD H1 sample, each in its own spawned process on the GPU, all four at once, and
    prints each one's wall time and the device memory before and after;
-2. compares the four with :func:`forexd.models.compare.compare_models` on that GPU (spawned
+2. compares the four with :func:`forexd.rl.compare.compare_models` on that GPU (spawned
    workers, one semaphore for the device, ``--slots`` models on it at once, a timeout on
    every wait), printing per-model timings, peak device memory and whether the CUDA cache
    cleanup after each evaluation freed the reserved memory;
@@ -52,7 +52,7 @@ def _train_one(name: str, model: dict[str, Any], seed: int, device: str, timeste
     import torch
 
     from forexd.models.artifacts import save_model
-    from forexd.models.trainer import train_challenger
+    from forexd.rl.trainer import train_cycle
     from forexd.strategies.ml_params import MlParams
     from tests._mlsupport import SMALL_WF, bundled_candles
 
@@ -62,8 +62,8 @@ def _train_one(name: str, model: dict[str, Any], seed: int, device: str, timeste
     params = MlParams(model=model, lookback_candles=LOOKBACK, walk_forward=SMALL_WF, seed=seed,
                       device=device)  # fmt: skip
     started = time.perf_counter()
-    result = train_challenger(bundled_candles(LOOKBACK + 500), params, pip_size=0.0001,
-                              n_jobs=1, device=device, symbol="EURUSD")  # fmt: skip
+    result = train_cycle(bundled_candles(LOOKBACK + 500), params, symbol="EURUSD",
+                         pip_size=0.0001, n_jobs=1, device=device)  # fmt: skip
     seconds = time.perf_counter() - started
     path = Path(out_dir) / f"{name}.fxm"
     save_model(result.model, path)
@@ -97,8 +97,9 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("bench_gpu: no CUDA GPU on this machine; nothing to check (CI runs on the CPU)")
         return 0
-    from forexd.models.compare import compare_models, device_key
-    from forexd.models.compare_worker import ModelRef
+    from forexd.models.device import device_key
+    from forexd.rl.compare import compare_models
+    from forexd.rl.compare_worker import ModelRef
     from tests._mlsupport import bundled_candles
 
     device = device_key(args.device)

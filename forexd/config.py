@@ -21,9 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forexd.domain import get_instrument
+from forexd.domain.strategy_registry import check_strategy_name, strategy_params
+from forexd.domain.timeframes import Timeframe
 from forexd.errors import ConfigError, ForexdError
 from forexd.risk import RiskLimits, SizingConfig
-from forexd.strategies import build_strategy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,24 +35,14 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 BrokerKind = Literal["paper", "oanda"]
 FeedKind = Literal["replay", "oanda"]
-Timeframe = Literal["M1", "M5", "M15", "M30", "H1", "H4", "D1"]
-
-TIMEFRAME_SECONDS: dict[str, int] = {
-    "M1": 60,
-    "M5": 300,
-    "M15": 900,
-    "M30": 1800,
-    "H1": 3600,
-    "H4": 14400,
-    "D1": 86400,
-}
 
 BUNDLED_SOURCE = "bundled"
 STORE_SOURCE = "store"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False (integrity, issue 10): an `inf` balance or cost is never meant.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ComputeConfig(_Section):
@@ -77,6 +68,25 @@ class OandaConfig(_Section):
     environment: Literal["practice", "live"] = "practice"
     api_url: str | None = Field(None, description="override the REST base URL (tests)")
     stream_url: str | None = Field(None, description="override the streaming base URL")
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="read timeout of one REST request; then it is retried"
+    )
+    account_refresh_s: float = Field(
+        5.0, gt=0, le=3600, description="account summary refresh period (never per bar)"
+    )
+    absent_after_s: float = Field(
+        60.0,
+        ge=5,
+        le=86400,
+        description="an order with a lost answer that OANDA's records still lack this long "
+        "after sending is taken as never executed",
+    )
+    drift_check_s: float = Field(
+        30.0, gt=0, le=86400, description="positions compared with the broker this often"
+    )
+    drift_policy: Literal["halt", "adopt"] = Field(
+        "halt", description="on a position mismatch: halt (reduce-only) or adopt the broker's"
+    )
 
 
 class BrokerConfig(_Section):
@@ -134,6 +144,11 @@ class SymbolConfig(_Section):
         except ForexdError as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        return check_strategy_name(value)
+
 
 class ActorConfig(_Section):
     """Crash handling of symbol actors."""
@@ -142,6 +157,12 @@ class ActorConfig(_Section):
     restart_backoff_max_s: float = Field(30.0, gt=0)
     max_crashes: int = Field(5, ge=1, description="crashes within the window before `failed`")
     crash_window_s: float = Field(300.0, gt=0)
+    max_bar_age_bars: float = Field(
+        1.0,
+        gt=0,
+        description="live feeds: a bar arriving more than this many bar periods after its "
+        "close only warms the strategy (never traded)",
+    )
 
 
 class ControlConfig(_Section):
@@ -288,7 +309,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin)) from None
     for i, sym in enumerate(settings.symbols):
-        build_strategy(sym.strategy, sym.params, where=f"{origin}: symbols[{i}] ({sym.symbol})")
+        strategy_params(sym.strategy, sym.params, where=f"{origin}: symbols[{i}] ({sym.symbol})")
     return settings
 
 

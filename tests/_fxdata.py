@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from forexd.strategies.base import FloatArray, IntArray
+from forexd.domain.bars import FloatArray, IntArray
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fx"
 LEAN_H1_EURUSD = DATA_DIR / "lean_oanda" / "hour" / "eurusd.csv.gz"

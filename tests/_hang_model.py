@@ -1,4 +1,4 @@
-"""Test-only model loader for ``forexd.models.compare``: a model whose prediction never ends.
+"""Test-only model loader for ``forexd.rl.compare``: a model whose prediction never ends.
 
 It is registered nowhere in forexd: a test names it as a ``ModelRef.loader``
 (``tests._hang_model:load``) and the spawned comparison worker imports it from there.

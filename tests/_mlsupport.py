@@ -9,15 +9,15 @@ from typing import Any
 import pandas as pd
 import structlog
 
+from forexd.daemon.budget import compute_budget
 from forexd.daemon.compute import ComputePool
 from forexd.daemon.paths import DaemonPaths
-from forexd.daemon.resources import compute_budget
 from forexd.daemon.training import TrainContext
 from forexd.domain import Bar, get_instrument
+from forexd.domain.bars import BarHistory
 from forexd.feeds.loaders import bundled_sample_path, load_candles
 from forexd.models.trainconfig import Candles
 from forexd.storage.db import open_sync
-from forexd.strategies.base import BarHistory
 
 EURUSD = get_instrument("EURUSD")
 SMALL_WF = {"n_folds": 3, "min_train_rows": 60}

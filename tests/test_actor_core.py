@@ -6,8 +6,8 @@ import pytest
 
 from forexd.actors.core import GateDecision, SymbolCore, average_true_range
 from forexd.domain import Bar, Fill, get_instrument
+from forexd.domain.bars import BarHistory
 from forexd.risk import SizingConfig
-from forexd.strategies.base import BarHistory
 from forexd.strategies.sma_cross import SmaCross, SmaCrossParams
 
 EURUSD = get_instrument("EURUSD")

@@ -16,9 +16,10 @@ from forexd.backtest.result import BacktestResult
 from forexd.backtest.runner import run_backtest, run_strategies
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar, get_instrument
+from forexd.domain.bars import BarArrays, BarHistory, IntArray
 from forexd.feeds.loaders import load_candles
 from forexd.strategies import build_strategy
-from forexd.strategies.base import NO_CHANGE, BarArrays, BarHistory, IntArray
+from forexd.strategies.base import NO_CHANGE
 
 HOUR_NS = 3_600 * 1_000_000_000
 MONDAY = 1_483_315_200 * 1_000_000_000  # 2017-01-02T00:00Z

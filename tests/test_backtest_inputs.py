@@ -9,16 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forexd.backtest import (
-    BacktestRequest,
-    add_backtest_arguments,
-    request_from_args,
-    run_backtest,
-    run_grid,
-)
+from forexd.backtest import BacktestRequest, run_backtest, run_grid
 from forexd.backtest.data import symbol_from_path
 from forexd.backtest.request import parse_range
 from forexd.brokers.ledger import CostModel
+from forexd.cli.backtest_args import add_backtest_arguments, request_from_args
 from forexd.errors import ConfigError, DataError
 
 HOUR_NS = 3_600 * 1_000_000_000
@@ -234,8 +229,8 @@ def test_bundled_sample_runs_without_any_data_flag() -> None:
 
 def test_store_candles_are_backtested_with_from_store(tmp_path: Path) -> None:
     """Candles imported into the SQLite store run like the file they came from."""
+    from forexd.feeds.candle_import import import_candles
     from forexd.feeds.loaders import bundled_sample_path
-    from forexd.storage.candles import import_candles
 
     db = tmp_path / "forexd.db"
     import_candles(db, bundled_sample_path(), "EURUSD", "H1", "auto")

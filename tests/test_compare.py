@@ -12,10 +12,11 @@ import pytest
 
 from forexd.brokers.ledger import CostModel
 from forexd.models.artifacts import save_model
-from forexd.models.compare import compare_models, device_key
-from forexd.models.compare_worker import ModelRef, WorkerSetup, evaluate
+from forexd.models.device import device_key
 from forexd.models.errors import ModelError
-from forexd.models.trainer import train_challenger
+from forexd.rl.compare import compare_models
+from forexd.rl.compare_worker import ModelRef, WorkerSetup, evaluate
+from forexd.rl.trainer import train_cycle
 from forexd.strategies.ml_params import MlParams
 from tests._mlsupport import SMALL_WF, bundled_candles
 
@@ -38,7 +39,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
             exit_threshold=0.34,
             label={"horizon": 3 + i},
         )
-        result = train_challenger(train, params, pip_size=0.0001, n_jobs=1)
+        result = train_cycle(train, params, symbol="EURUSD", pip_size=0.0001, n_jobs=1)
         path = root / f"m{i}.fxm"
         save_model(result.model, path)
         out.append(path)
@@ -124,9 +125,9 @@ def test_worker_result_equals_an_in_process_evaluation(artifacts: list[Path]) ->
 
 
 def _register(data_dir: Path, result: Any, params: MlParams, symbol: str) -> str:
-    from forexd.models.registry import ModelRegistry, new_model_id
+    from forexd.daemon.trainjob import make_record
     from forexd.storage.db import now_ns
-    from forexd.strategies.ml_cycle import make_record
+    from forexd.storage.model_registry import ModelRegistry, new_model_id
 
     registry = ModelRegistry(data_dir / "forexd.db", data_dir / "models")
     created = now_ns()
@@ -178,7 +179,7 @@ def test_cli_ranks_three_models_of_different_kinds_on_real_h1_data(
     for model in models:
         params = MlParams(model=model, lookback_candles=1500, walk_forward=SMALL_WF)
         with one_thread():
-            result = train_challenger(train, params, pip_size=0.0001, n_jobs=1, symbol="EURUSD")
+            result = train_cycle(train, params, symbol="EURUSD", pip_size=0.0001, n_jobs=1)
         ids.append(_register(tmp_path, result, params, "EURUSD"))
     proc = subprocess.run(
         [sys.executable, "-m", "forexd", "models", "compare", *ids, "--data", str(data),

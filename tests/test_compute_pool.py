@@ -87,6 +87,26 @@ async def test_a_busy_gpu_gives_a_clear_timeout_error() -> None:
         release.set()
 
 
+async def test_cuda_and_cuda_0_share_one_gpu_semaphore() -> None:
+    """A job holding ``cuda`` makes a ``cuda:0`` job wait: one GPU, one semaphore."""
+    pool = ComputePool(train_workers=2, max_concurrent_symbols=2)
+    release, holding = threading.Event(), threading.Event()
+
+    def held_job() -> None:
+        holding.set()
+        release.wait(10)
+
+    async def hold() -> None:
+        await pool.run(held_job, timeout_s=30, device="cuda")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold)
+        await anyio.to_thread.run_sync(holding.wait, 10)  # the holder has the slot
+        with pytest.raises(DeviceWaitTimeoutError, match="cuda:0"):
+            await pool.run(lambda: None, timeout_s=0.1, device="cuda:0")
+        release.set()
+
+
 async def test_a_job_past_its_timeout_is_abandoned_with_a_typed_error() -> None:
     """The caller gets JobTimeoutError at once; the counter records it."""
     pool = ComputePool(train_workers=1, max_concurrent_symbols=1)

@@ -46,6 +46,7 @@ def test_cli_overrides_beat_the_environment(
         ("[[symbols]]\nsymbol = 'XAUBTC'\n", "unknown symbol 'XAUBTC'"),
         ("[[symbols]]\nsymbol = 'EURUSD'\n[[symbols]]\nsymbol = 'EURUSD'\n", "twice"),
         ("[[symbols]]\nsymbol = 'EURUSD'\nparams = {fast = 30, slow = 20}\n", "fast (30)"),
+        ("[[symbols]]\nsymbol = 'EURUSD'\nstrategy = 'moon'\n", "symbols.0.strategy: Value"),
         ("shutdown_timeout_s = 'soon'\n", "shutdown_timeout_s"),
         ("[feed\n", "not valid TOML"),
     ],

@@ -8,8 +8,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from forexd.models.registry import ModelRecord, ModelRegistry, UnknownModelError, new_model_id
 from forexd.storage.db import StorageWriter, open_sync
+from forexd.storage.model_registry import (
+    ModelRecord,
+    ModelRegistry,
+    UnknownModelError,
+    new_model_id,
+)
 
 
 def _record(model_id: str, symbol: str = "EURUSD", created: int = 1, **kw: object) -> ModelRecord:
@@ -73,7 +78,7 @@ def test_promote_statement_for_another_symbols_model_changes_nothing(
     registry: ModelRegistry,
 ) -> None:
     """The one-statement promotion is guarded: a model of another symbol is not promoted."""
-    from forexd.models.registry import SQL_PROMOTE
+    from forexd.storage.model_registry import SQL_PROMOTE
 
     registry.register(_record("a", status="champion"))
     registry.register(_record("g", symbol="GBPUSD"))

@@ -20,22 +20,11 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from forexd.config import ComputeConfig
-from forexd.daemon.resources import (
-    THREAD_ENV_VARS,
-    ComputeBudget,
-    Hardware,
-    ThreadStats,
-    ThreadWatermark,
-    budget_from_config,
-    compute_budget,
-    detect_hardware,
-    hardware_report,
-    os_thread_count,
-    probe_gpus,
-    read_cpu_quota,
-    render_hardware_table,
-    usable_cpu_count,
-)
+from forexd.daemon.budget import ComputeBudget, budget_from_config, compute_budget
+from forexd.daemon.cpus import read_cpu_quota, usable_cpu_count
+from forexd.daemon.hardware import Hardware, detect_hardware, probe_gpus
+from forexd.daemon.hwreport import hardware_report, render_hardware_table
+from forexd.daemon.threads import THREAD_ENV_VARS, ThreadStats, ThreadWatermark, os_thread_count
 from forexd.errors import ConfigError
 
 # --------------------------------------------------------------------------- helpers
@@ -472,8 +461,8 @@ _BLAS_REPORT = """
 """
 
 
-def test_apply_thread_caps_makes_numpy_blas_report_one_thread() -> None:
-    """After ``apply_thread_caps(1)`` numpy's BLAS runs one thread and children inherit 1."""
+def test_thread_caps_make_numpy_blas_report_one_thread() -> None:
+    """After ``ThreadLimiter().apply(1)`` numpy's BLAS runs one thread and children inherit 1."""
     out = run_python(
         _BLAS_REPORT
         + """
@@ -482,8 +471,8 @@ def test_apply_thread_caps_makes_numpy_blas_report_one_thread() -> None:
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=3)  # so the cap has something to lower, even on 1 CPU
     before = blas_threads()
-    from forexd.daemon.resources import THREAD_ENV_VARS, apply_thread_caps
-    caps = apply_thread_caps(1)
+    from forexd.daemon.threads import THREAD_ENV_VARS, ThreadLimiter
+    caps = ThreadLimiter().apply(1)
     print(json.dumps({
         "before": before,
         "after": blas_threads(),
@@ -501,8 +490,8 @@ def test_blas_loaded_after_the_caps_starts_capped() -> None:
     out = run_python(
         _BLAS_REPORT
         + """
-    from forexd.daemon.resources import apply_thread_caps
-    apply_thread_caps(1)
+    from forexd.daemon.threads import ThreadLimiter
+    ThreadLimiter().apply(1)
     import numpy
     print(json.dumps({"after": blas_threads()}))
     """
@@ -511,16 +500,17 @@ def test_blas_loaded_after_the_caps_starts_capped() -> None:
     assert expected == out
 
 
-def test_caps_are_set_once_per_process() -> None:
+def test_a_limiter_reapplies_its_cap_and_refuses_a_different_one() -> None:
     """Re-applying the same cap is allowed; a different one raises ThreadCapsError."""
     out = run_python(
         """
     import json
-    from forexd.daemon.resources import ThreadCapsError, apply_thread_caps
-    apply_thread_caps(2)
-    apply_thread_caps(2)
+    from forexd.daemon.threads import ThreadCapsError, ThreadLimiter
+    limiter = ThreadLimiter()
+    limiter.apply(2)
+    limiter.apply(2)
     try:
-        apply_thread_caps(3)
+        limiter.apply(3)
         outcome = "applied"
     except ThreadCapsError as exc:
         outcome = str(exc)
@@ -550,9 +540,10 @@ def test_torch_threads_are_capped_and_interop_is_set_only_once() -> None:
     torch.get_num_threads = lambda: state["threads"]
     torch.get_num_interop_threads = lambda: state["interop"]
     sys.modules["torch"] = torch
-    from forexd.daemon.resources import apply_thread_caps
-    first = apply_thread_caps(2)
-    second = apply_thread_caps(2)
+    from forexd.daemon.threads import ThreadLimiter
+    limiter = ThreadLimiter()
+    first = limiter.apply(2)
+    second = limiter.apply(2)
     print(json.dumps({
         "calls": calls,
         "first": [first.torch_threads, first.torch_interop_threads],
@@ -575,8 +566,8 @@ def test_real_torch_honours_the_caps() -> None:
         """
     import json
     import torch
-    from forexd.daemon.resources import apply_thread_caps
-    caps = apply_thread_caps(1)
+    from forexd.daemon.threads import ThreadLimiter
+    caps = ThreadLimiter().apply(1)
     print(json.dumps({
         "torch": [torch.get_num_threads(), torch.get_num_interop_threads()],
         "reported": [caps.torch_threads, caps.torch_interop_threads],
@@ -612,6 +603,32 @@ def test_os_thread_count_sees_a_new_thread() -> None:
         release.set()
         worker.join()
     assert during >= before + 1
+
+
+def test_a_limiter_holds_what_it_applied_and_the_report_shows_it() -> None:
+    """The cap lives in the limiter its owner holds (no module global) and reaches the report."""
+    out = run_python(
+        """
+    import json
+    from forexd.daemon.budget import compute_budget
+    from forexd.daemon.hardware import detect_hardware
+    from forexd.daemon.hwreport import hardware_report
+    from forexd.daemon.threads import ThreadLimiter
+    owned, fresh = ThreadLimiter(), ThreadLimiter()
+    before = owned.applied_blas_threads
+    owned.apply(2)
+    hw = detect_hardware()
+    report = hardware_report(hw, compute_budget(hw.usable_cpus), owned.applied_blas_threads)
+    print(json.dumps({
+        "before": before,
+        "owned": owned.applied_blas_threads,
+        "fresh": fresh.applied_blas_threads,
+        "report": report["thread_caps"]["applied_in_this_process"],
+    }))
+    """
+    )
+    expected = {"before": None, "owned": 2, "fresh": None, "report": 2}
+    assert expected == out
 
 
 # --------------------------------------------------------------------------- report

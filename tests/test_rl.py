@@ -16,13 +16,13 @@ import pytest
 from forexd.backtest.request import BacktestRequest
 from forexd.backtest.runner import prepare_data, run_strategies
 from forexd.brokers.ledger import CostModel
+from forexd.domain.bars import BarHistory
 from forexd.features import FeatureSpec, compute_features
 from forexd.models.artifacts import load_model, save_model
 from forexd.models.errors import ArtifactError, RlUnavailableError
-from forexd.models.rl_sim import BarSim, simulate_signs
 from forexd.models.spec import ModelSpec
 from forexd.models.trainconfig import Candles
-from forexd.strategies.base import BarHistory
+from forexd.rl.sim import BarSim, simulate_signs
 from tests._fxdata import one_thread
 from tests._mlsupport import bundled_candles, bundled_frame
 
@@ -76,7 +76,7 @@ def _features(c: Candles) -> tuple[np.ndarray, int]:
 @pytest.mark.parametrize("cap", [None, 6_000])
 def test_episode_reward_sum_equals_backtest_pnl_to_the_cent(cap: int | None) -> None:
     """Summed env rewards equal the backtest's P&L for the same actions (costs, limits)."""
-    from forexd.models.rl_env import TradingEnv
+    from forexd.rl.env import TradingEnv
 
     candles = bundled_candles(700)
     x, first = _features(candles)
@@ -102,7 +102,7 @@ def test_episode_reward_sum_equals_backtest_pnl_to_the_cent(cap: int | None) -> 
 
 def test_observation_is_the_feature_row_of_the_closed_bar_without_lookahead() -> None:
     """The observation of bar t is the same whether or not later bars exist."""
-    from forexd.models.rl_env import TradingEnv
+    from forexd.rl.env import TradingEnv
 
     candles = bundled_candles(900)
     x, first = _features(candles)
@@ -122,7 +122,7 @@ def test_observation_is_the_feature_row_of_the_closed_bar_without_lookahead() ->
 
 
 def _fit(candles: Candles, seed: int) -> Any:
-    from forexd.models.rl_ppo import fit_rl
+    from forexd.rl.fit import fit_rl
 
     x, first = _features(candles)
     with one_thread():
@@ -138,7 +138,7 @@ def agent() -> Any:
 
 def test_same_seed_gives_the_same_actions_and_metrics(agent: Any) -> None:
     """Two fits with one seed trade identically (actions and metrics)."""
-    from forexd.models.rl_sim import model_signs
+    from forexd.rl.sim import model_signs
 
     candles = bundled_candles(800)
     x, first = _features(candles)
@@ -225,7 +225,7 @@ def test_live_runner_carries_state_and_rebuilds_it_after_a_restart(agent: Any) -
     """Bar-by-bar live actions equal the batched evaluation; a new runner rebuilds the state."""
     from forexd.domain import get_instrument
     from forexd.models.rl_live import RecurrentRunner
-    from forexd.models.rl_sim import model_signs
+    from forexd.rl.sim import model_signs
 
     candles = bundled_candles(800)
     x, _ = _features(candles)
@@ -250,9 +250,9 @@ def test_live_runner_carries_state_and_rebuilds_it_after_a_restart(agent: Any) -
 
 
 def test_training_cycle_reports_per_fold_trading_metrics_after_costs() -> None:
-    """train_challenger runs recurrent_ppo in walk-forward folds with OOS trading metrics."""
+    """train_cycle runs recurrent_ppo in walk-forward folds with OOS trading metrics."""
     from forexd.models.rl_ppo import RlModel
-    from forexd.models.trainer import train_challenger
+    from forexd.rl.trainer import train_cycle
     from forexd.strategies.ml_params import MlParams
 
     params = MlParams(
@@ -260,8 +260,8 @@ def test_training_cycle_reports_per_fold_trading_metrics_after_costs() -> None:
         walk_forward={"n_folds": 2, "min_train_rows": 100, "spread_pips": 1.0},
     )  # fmt: skip
     with one_thread():
-        result = train_challenger(bundled_candles(1200), params, pip_size=0.0001, n_jobs=1,
-                                  symbol="EURUSD")  # fmt: skip
+        result = train_cycle(bundled_candles(1200), params, symbol="EURUSD", pip_size=0.0001,
+                             n_jobs=1)  # fmt: skip
     assert isinstance(result.model, RlModel)
     folds = result.walk_forward.folds
     assert len(folds) == 2
@@ -276,24 +276,37 @@ async def test_ml_symbol_trades_the_agent_with_state_rebuilt_after_a_restart(
     tmp_path: Path,
 ) -> None:
     """A daemon cycle promotes an agent; a restarted strategy acts identically bar by bar."""
+    from forexd.daemon.trainer import ModelTrainer
     from forexd.domain import Bar
-    from forexd.strategies import build_strategy
+    from forexd.models.champion import LiveChampion
+    from forexd.strategies.ml import MlStrategy
+    from forexd.strategies.ml_params import MlParams
     from tests._mlsupport import SMALL_WF, history_of, store_candles, train_context
 
     ctx = train_context(tmp_path)
     store_candles(ctx.paths, bundled_frame().iloc[:1500])
-    params = {"model": SPEC.model_dump(mode="json"), "lookback_candles": 700,
-              "walk_forward": SMALL_WF, "units": 10_000}  # fmt: skip
-    trained = build_strategy("ml", params)
-    trained.restore(ctx, "EURUSD")  # type: ignore[attr-defined]
+    params = MlParams(model=SPEC, lookback_candles=700, walk_forward=SMALL_WF, units=10_000)
+
+    def restored() -> tuple[MlStrategy, ModelTrainer]:
+        strategy = MlStrategy(params)
+
+        async def hand_over(live: LiveChampion) -> None:
+            strategy.set_champion(live)
+
+        trainer = ModelTrainer(ctx, "EURUSD", params, hand_over)
+        strategy.set_champion(trainer.restore())
+        return strategy, trainer
+
+    trained, trainer = restored()
     frame = bundled_frame().iloc[:1500]
     history = history_of(frame, trained.warmup_bars + 8)
     with one_thread():
-        await trained.train_cycle(ctx, history, "test")  # type: ignore[attr-defined]
-    stats = trained.training_stats()  # type: ignore[attr-defined]
+        await trainer.train_cycle(history.times(), "test")
+    stats = trainer.stats()
     assert stats["last_error"] is None and stats["champion"]["kind"] == "recurrent_ppo", stats
-    restarted = build_strategy("ml", params)
-    restarted.restore(ctx, "EURUSD")  # type: ignore[attr-defined]
+    assert trained.champion is not None and trained.champion.runner is not None
+    restarted, _ = restored()
+    assert restarted.champion is not None and restarted.champion.runner is not None
     h_live = history_of(frame, trained.warmup_bars + 8)
     h_restart = history_of(frame, trained.warmup_bars + 8)
     targets = []
@@ -305,3 +318,6 @@ async def test_ml_symbol_trades_the_agent_with_state_rebuilt_after_a_restart(
         assert live == again
         targets.append(live)
     assert set(targets) <= {-10_000, 0, 10_000} and len(targets) == 60
+    # the state was carried bar to bar: one burn-in each, on the first bar decided
+    assert trained.champion.runner.rebuilds == 1
+    assert restarted.champion.runner.rebuilds == 1

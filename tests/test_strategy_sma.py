@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from forexd.domain import Bar, get_instrument
+from forexd.domain.bars import BarArrays, BarHistory
 from forexd.errors import ConfigError
 from forexd.strategies import build_strategy
-from forexd.strategies.base import NO_CHANGE, BarArrays, BarHistory
+from forexd.strategies.base import NO_CHANGE
 from forexd.strategies.sma_cross import SmaCross, SmaCrossParams
 
 

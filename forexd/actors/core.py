@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from forexd.domain import Bar, Fill, Instrument, Order
-from forexd.strategies.base import BarHistory, Strategy
+from forexd.domain.bars import BarHistory
+from forexd.strategies.base import Strategy
 
 HISTORY_SLACK_BARS = 8  # extra bars kept beyond the strategy's warm-up, for features
 
@@ -118,6 +119,11 @@ class SymbolCore:
     def warm(self, bar: Bar) -> None:
         """Add a historical bar without deciding (restart warm-up)."""
         self.history.append(bar)
+
+    def observe(self, bar: Bar) -> None:
+        """Count a bar that must not be traded (not the present): history only."""
+        self.history.append(bar)
+        self.bars_seen += 1
 
     def on_bar(self, bar: Bar) -> Order | None:
         """Consume the newest bar and return the order to send, if any."""

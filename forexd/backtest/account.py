@@ -20,7 +20,7 @@ from forexd.backtest.data import MarketData
 from forexd.backtest.positions import PositionPath, to_account
 from forexd.backtest.rollover import financing
 from forexd.backtest.trades import FillTable
-from forexd.strategies.base import FloatArray, IntArray
+from forexd.domain.bars import FloatArray, IntArray
 
 BoolArray = np.ndarray
 

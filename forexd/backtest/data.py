@@ -8,7 +8,6 @@ the bars: a portfolio costs three int64 columns per bar on top of the OHLC data 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from forexd.backtest.request import BacktestRequest
-from forexd.config import TIMEFRAME_SECONDS
 from forexd.domain import INSTRUMENTS, NS_PER_S, Instrument, get_instrument, ns_to_iso
+from forexd.domain.bars import BarArrays, FloatArray, IntArray
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import ConfigError, DataError
-from forexd.feeds.frames import clip_frame, read_store
-from forexd.strategies.base import BarArrays, FloatArray, IntArray
+from forexd.feeds.frames import clip_frame
+from forexd.storage.candles import read_store
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 TIMEFRAME_TOLERANCE = 0.1  # median spacing may differ from the nominal by 10% (gaps, DST)
@@ -198,9 +198,9 @@ def check_warmup(data: MarketData, warmup_bars: int, label: str) -> None:
 
 def symbol_from_path(path: Path) -> str | None:
     """The one known symbol named in a file name (``DAT_ASCII_EURUSD_M1`` → EURUSD)."""
-    name = re.sub(r"[^A-Z]", "", path.name.upper())
-    found = [s for s in INSTRUMENTS if s in name]
-    return found[0] if len(found) == 1 else None
+    from forexd.feeds.candle_checks import symbol_in_name
+
+    return symbol_in_name(path, INSTRUMENTS)  # one rule, shared with `data import`
 
 
 def conform_timeframe(

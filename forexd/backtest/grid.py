@@ -30,8 +30,8 @@ from forexd.backtest.metrics import RANK_METRICS, Metrics
 from forexd.backtest.request import BacktestRequest, EngineKind, GridValue
 from forexd.backtest.result import BacktestResult
 from forexd.backtest.runner import describe, prepare_data, run_on_data, strategy_params
+from forexd.domain.strategy_registry import strategy_class
 from forexd.errors import ConfigError, ForexdError
-from forexd.strategies import STRATEGIES
 
 # Working set of one evaluation, in bytes per bar. Measured with tracemalloc on a year of
 # EURUSD M1 with sma_cross: 85 B/bar (fast 10, slow 20) to 122 B/bar (fast 2, slow 5, 84k
@@ -147,7 +147,7 @@ def run_grid(
     request.validate()
     data = prepare_data(request, frames)
     # Admit the sweep on its full size before any point is expanded or run.
-    vectorised = callable(getattr(STRATEGIES[request.strategy], "targets", None))
+    vectorised = callable(getattr(strategy_class(request.strategy, "--strategy"), "targets", None))
     engine: EngineKind = "vectorised" if vectorised else "event"
     estimate = estimate_bytes(data, request.grid_size, workers, engine)
     limit = memory_limit_bytes

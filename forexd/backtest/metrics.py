@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from forexd.config import TIMEFRAME_SECONDS
 from forexd.domain import NS_PER_S
-from forexd.strategies.base import FloatArray, IntArray
+from forexd.domain.bars import FloatArray, IntArray
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 
 SECONDS_PER_YEAR = 365.25 * 86_400
 SECONDS_PER_DAY = 86_400

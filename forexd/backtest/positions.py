@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forexd.domain import ACCOUNT_CURRENCY, Instrument
-from forexd.strategies.base import FloatArray, IntArray
+from forexd.domain.bars import FloatArray, IntArray
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """What a backtest is asked to do: one typed, immutable request.
 
-The CLI builds a :class:`BacktestRequest` (``cli_args.request_from_args``); tests and
-notebooks build one directly. Everything the engines need to know about a run is here, so a
-result can always say exactly what produced it (``BacktestResult.request``).
+The CLI builds a :class:`BacktestRequest` (``forexd.cli.backtest_args.request_from_args``);
+tests and notebooks build one directly. Everything the engines need to know about a run is
+here, so a result can always say exactly what produced it (``BacktestResult.request``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 from forexd.brokers.ledger import CostModel
 from forexd.domain import get_instrument, iso_to_ns
+from forexd.domain.strategy_registry import strategy_class
 from forexd.errors import ConfigError, UnknownSymbolError
 from forexd.feeds.loaders import CandleFormat
-from forexd.strategies import STRATEGIES, build_strategy
+from forexd.strategies import build_strategy
 from forexd.strategies.base import Strategy
 
 EngineKind = Literal["event", "vectorised"]
@@ -36,7 +37,7 @@ class BacktestRequest:
     Attributes:
         symbols: symbols to trade as one portfolio; empty means "infer from the data file
             name" (``DAT_ASCII_EURUSD_M1_2017.csv.gz`` is EURUSD).
-        strategy: registry name (see ``forexd.strategies.STRATEGIES``).
+        strategy: registry name (see ``forexd.domain.strategy_registry``) or ``module:Class``.
         params: fixed strategy parameters (validated by ``build_strategy``).
         grid: parameter name to the values to sweep; empty for a single run.
         rank_by: metric the sweep ranks by (see ``metrics.RANK_METRICS``).
@@ -140,10 +141,7 @@ class BacktestRequest:
             self.build_strategy()
 
     def _validate_grid(self) -> None:
-        cls = STRATEGIES.get(self.strategy)
-        if cls is None:
-            self.build_strategy()  # raises the registry's "unknown strategy" error
-            return
+        cls = strategy_class(self.strategy, where="--strategy")
         known = set(cls.Params.model_fields)
         for name, values in self.grid.items():
             if name not in known:

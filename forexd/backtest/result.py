@@ -14,7 +14,7 @@ from forexd.backtest.positions import PositionPath
 from forexd.backtest.request import BacktestRequest
 from forexd.backtest.trades import FillTable, OpenPosition, TradeTable, build_trades, replay_all
 from forexd.domain import ns_to_iso
-from forexd.strategies.base import IntArray
+from forexd.domain.bars import IntArray
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ import numpy as np
 from forexd.backtest.data import SymbolSeries
 from forexd.backtest.positions import to_account
 from forexd.domain import NS_PER_S
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.features.calendar import us_daylight_time
-from forexd.strategies.base import FloatArray, IntArray
 
 NS_PER_HOUR = 3600 * NS_PER_S
 NS_PER_DAY = 24 * NS_PER_HOUR

@@ -19,7 +19,7 @@ import numpy as np
 from forexd.backtest.data import MarketData
 from forexd.backtest.positions import PositionPath, replay_positions
 from forexd.domain import ns_to_iso
-from forexd.strategies.base import FloatArray, IntArray
+from forexd.domain.bars import FloatArray, IntArray
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,8 @@ from forexd.backtest.positions import PositionPath, replay_positions
 from forexd.backtest.trades import FillTable
 from forexd.brokers.ledger import CostModel
 from forexd.domain import ACCOUNT_CURRENCY, Instrument
-from forexd.strategies.base import NO_CHANGE, FloatArray, IntArray, VectorisedStrategy
+from forexd.domain.bars import FloatArray, IntArray
+from forexd.strategies.base import NO_CHANGE, VectorisedStrategy
 
 HALF_TOLERANCE = 1e-6  # scaled prices this close to a .5 boundary are re-rounded exactly
 

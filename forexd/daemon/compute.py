@@ -3,7 +3,7 @@
 Callers take the *symbol semaphore* (``max_concurrent_symbols``: how many symbols may be
 in the heavy phase at once) and then a token of the *capacity limiter* (``train_workers``)
 that bounds ``anyio.to_thread.run_sync``. BLAS/OpenMP thread caps are process-wide and set
-once at start-up (``resources.apply_thread_caps``), so workers × BLAS threads stays within
+once at start-up (``daemon/threads.py``), so workers × BLAS threads stays within
 the budget without toggling caps per call.
 """
 
@@ -19,6 +19,7 @@ import anyio
 import anyio.to_process
 
 from forexd.errors import ForexdError
+from forexd.models.device import device_key
 
 T = TypeVar("T")
 Executor = Literal["threads", "processes"]
@@ -78,10 +79,11 @@ class ComputePool:
         Raises:
             DeviceWaitTimeoutError: no slot came free within ``timeout_s``.
         """
-        if name == "cpu":
+        key = device_key(name)  # `cuda` and `cuda:0` are one GPU, so one semaphore
+        if key == "cpu":
             yield
             return
-        sem = self._devices.setdefault(name, anyio.Semaphore(self.jobs_per_gpu))
+        sem = self._devices.setdefault(key, anyio.Semaphore(self.jobs_per_gpu))
         try:
             with anyio.fail_after(timeout_s):
                 await sem.acquire()

@@ -30,6 +30,11 @@ its JSON log lines go to a size-rotated file under the data directory.
 
 All pywin32 imports are inside functions: this module imports (and its platform-free
 parts are tested) on Linux.
+
+Why it is over 400 lines: the SCM's contract is one piece — the command line the service
+is installed with (:class:`ServiceSpec`, virtualenv handling included) must be exactly
+what :func:`host_service` expects when the SCM starts it, and the stop bridge is the
+other half of that start. Kept together so that install and hosting cannot drift apart.
 """
 
 from __future__ import annotations

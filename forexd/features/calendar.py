@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forexd.domain import NS_PER_S
-from forexd.strategies.base import FloatArray, IntArray
+from forexd.domain.bars import FloatArray, IntArray
 
 BoolArray = npt.NDArray[np.bool_]
 

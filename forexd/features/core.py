@@ -13,10 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.errors import DataError
 from forexd.features import calendar, indicators
 from forexd.features.spec import FeatureSpec
-from forexd.strategies.base import FloatArray, IntArray
 
 
 class Features(NamedTuple):

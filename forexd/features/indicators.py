@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from forexd.domain.bars import FloatArray
 from forexd.features.spec import EMA_WINDOW_SPANS
-from forexd.strategies.base import FloatArray
 
 BoolArray = npt.NDArray[np.bool_]
 

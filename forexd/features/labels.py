@@ -20,9 +20,9 @@ from typing import Literal
 
 import numpy as np
 
+from forexd.domain.bars import FloatArray
 from forexd.errors import DataError
 from forexd.features.indicators import atr
-from forexd.strategies.base import FloatArray
 
 LabelKind = Literal["ternary", "binary"]
 BarrierUnit = Literal["pips", "atr"]

@@ -1,4 +1,4 @@
-"""Candle frames: reading them from the store and clipping them to a date range.
+"""Candle frames: clipping them to a date range (the store reads them: storage/candles.py).
 
 A candle frame is a pandas DataFrame with columns ``ts`` (int64 epoch ns UTC, bar open),
 ``open``, ``high``, ``low``, ``close``, ``volume`` — strictly increasing ``ts``.
@@ -6,46 +6,11 @@ A candle frame is a pandas DataFrame with columns ``ts`` (int64 epoch ns UTC, ba
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from forexd.domain import iso_to_ns
-from forexd.errors import ConfigError, DataError
-from forexd.storage.db import open_sync
-
-COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
-
-
-def read_store(db_path: Path, symbol: str, timeframe: str) -> pd.DataFrame:
-    """All stored candles of one symbol and timeframe, oldest first.
-
-    Raises:
-        DataError: the store has none (say how to import some).
-    """
-    if not db_path.exists():
-        raise DataError(
-            f"no store at {db_path}; import candles first: forexd data import FILE "
-            f"--symbol {symbol} --timeframe {timeframe}"
-        )
-    conn = open_sync(db_path, readonly=True)
-    try:
-        rows = conn.execute(
-            "SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = ? "
-            "AND timeframe = ? ORDER BY ts",
-            (symbol, timeframe),
-        ).fetchall()
-    finally:
-        conn.close()
-    if not rows:
-        raise DataError(
-            f"the store {db_path} has no {timeframe} candles for {symbol}; import some with "
-            f"forexd data import FILE --symbol {symbol} --timeframe {timeframe}"
-        )
-    frame: pd.DataFrame = pd.DataFrame(rows, columns=COLUMNS)
-    frame["ts"] = frame["ts"].astype(np.int64)
-    return frame
+from forexd.errors import ConfigError
 
 
 def clip_frame(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:

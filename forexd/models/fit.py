@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.models.device import choose_device
 from forexd.models.errors import FitError, LabelError, ModelError
 from forexd.models.spec import (
@@ -24,7 +25,6 @@ from forexd.models.spec import (
     RandomForestParams,
 )
 from forexd.models.trained import SklearnModel, TrainedModel, check_matrix
-from forexd.strategies.base import FloatArray, IntArray
 
 
 def _labels(y: FloatArray, n_rows: int, kind: str) -> tuple[IntArray, IntArray]:
@@ -186,7 +186,7 @@ def fit_model(
     if spec.is_rl:
         raise ModelError(
             f"{spec.kind} is an RL agent: it trains on bars in the backtest environment, not "
-            "on labels; use forexd.models.rl_trainer (forexd train --model recurrent_ppo)"
+            "on labels; use forexd.rl.trainer (forexd train --model recurrent_ppo)"
         )
     if n_jobs < 1:
         raise ModelError(f"{spec.kind}: n_jobs must be >= 1 (a bounded thread count), got {n_jobs}")

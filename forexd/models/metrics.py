@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.models.errors import LabelError
-from forexd.strategies.base import FloatArray, IntArray
 
 PROBA_EPS = 1e-15  # log loss clips probabilities to [eps, 1] so one miss is not infinite
 H1_PERIODS_PER_YEAR = 24 * 5 * 52  # FX trades ~24h x 5 days; an approximation for Sharpe

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from forexd.domain import ns_to_iso
+from forexd.domain.bars import FloatArray
 from forexd.features import FeatureSpec, compute_features
 from forexd.models.errors import ArtifactError
 from forexd.models.fit import fit_model
 from forexd.models.metrics import accuracy, log_loss
 from forexd.models.trainconfig import Candles, TrainConfig, training_rows
 from forexd.models.trained import TrainedModel
-from forexd.strategies.base import FloatArray
 
 MIN_COMPARE_ROWS = 10
 """Fewest labelled bars since the champion's data for a comparison (guessed: below this a

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from forexd.domain.bars import BarHistory
 from forexd.features import FeatureSpec, compute_features, compute_features_last
 from forexd.models.rl_ppo import RlModel
-from forexd.strategies.base import BarHistory
 
 
 class RecurrentRunner:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.models.errors import (
     TORCH_INSTALL_HINT,
     FitError,
@@ -26,7 +27,6 @@ from forexd.models.errors import (
 )
 from forexd.models.spec import GruParams, MlpParams, ModelSpec
 from forexd.models.trained import Backend, TrainedModel
-from forexd.strategies.base import FloatArray, IntArray
 
 if TYPE_CHECKING:
     import torch

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.features import FeatureSpec
 from forexd.features.labels import direction_labels, triple_barrier_labels
 from forexd.models.metrics import H1_PERIODS_PER_YEAR
 from forexd.models.spec import GruParams, ModelSpec, RecurrentPpoParams
-from forexd.strategies.base import FloatArray, IntArray
 
 if TYPE_CHECKING:
     import pandas as pd

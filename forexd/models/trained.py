@@ -14,9 +14,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.models.errors import FeatureError
 from forexd.models.spec import ModelSpec
-from forexd.strategies.base import FloatArray, IntArray
 
 Backend = Literal["sklearn", "torch", "rl"]
 

@@ -1,6 +1,6 @@
 """One training cycle, synchronously: features → labels → walk-forward → final fit → verdict.
 
-The runtime (:class:`~forexd.strategies.ml.MlStrategy`) runs :func:`train_challenger` in its
+The runtime (:class:`~forexd.daemon.trainer.ModelTrainer`) runs :func:`train_challenger` in its
 compute pool; ``forexd train`` runs the same code offline. Nothing here touches the event
 loop, the registry or process-wide settings. The champion/challenger rule is in
 :mod:`forexd.models.promotion`.
@@ -102,7 +102,6 @@ def train_challenger(
     stop: StopCheck = _no_stop,
     phase: PhaseCallback = _no_phase,
     progress: Callable[[int, int], None] | None = None,
-    symbol: str | None = None,
 ) -> CycleResult:
     """Run one cycle over the last ``config.lookback_candles`` candles.
 
@@ -117,7 +116,6 @@ def train_challenger(
         stop: raises to abandon the cycle; checked between phases and after each fold.
         phase: told when training and evaluating start (for ``ctl status``).
         progress: ``progress(done, total)`` over walk-forward folds and the final fit.
-        symbol: the instrument; RL kinds need it (their environment books USD P&L).
 
     Returns:
         The challenger (with metadata), its walk-forward result and the verdict.
@@ -128,16 +126,13 @@ def train_challenger(
         LabelError: one-class labels.
         DataError: bad candles (non-positive prices, unsorted times).
         FitError, FeatureError, TorchUnavailableError: from the fits.
+        ModelError: an RL kind (see :func:`forexd.rl.trainer.train_cycle`).
     """
-    if config.model.is_rl:  # agents train in the backtest env, not on labels
-        from forexd.models.rl_trainer import train_rl_challenger
-
-        if symbol is None:
-            raise ModelError(f"{config.model.kind}: the training cycle needs the symbol")
-        return train_rl_challenger(
-            candles, config, symbol=symbol, n_jobs=n_jobs, bars_per_year=bars_per_year,
-            champion=champion, device=device, stop=stop, phase=phase, progress=progress,
-        )  # fmt: skip
+    if config.model.is_rl:  # agents train in the bar simulator, not on labels
+        raise ModelError(
+            f"{config.model.kind} is an RL agent: its cycle runs in the bar simulator; "
+            "call forexd.rl.trainer.train_cycle"
+        )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if len(candles) < config.lookback_candles:

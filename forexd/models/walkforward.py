@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from forexd.domain import ns_to_iso
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.features.core import first_valid_index
 from forexd.models.errors import (
     ConstantSeriesError,
@@ -47,7 +48,6 @@ from forexd.models.metrics import (
     summarise,
 )
 from forexd.models.spec import ModelSpec
-from forexd.strategies.base import FloatArray, IntArray
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done_folds, total_folds)``: once with 0 before the first fold."""

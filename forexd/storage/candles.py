@@ -1,12 +1,22 @@
-"""Importing candle files into the store (``forexd data import``)."""
+"""Candles in the store: writing a checked frame, reading one symbol's series back.
+
+A candle frame is a pandas DataFrame with columns ``ts`` (int64 epoch ns UTC, bar open),
+``open``, ``high``, ``low``, ``close``, ``volume`` — strictly increasing ``ts``. Reading
+and checking candle *files* is the feeds' job (:mod:`forexd.feeds.candle_import` joins
+the two); this module only speaks SQL.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from forexd.domain import ns_to_iso
+import numpy as np
+import pandas as pd
+
+from forexd.errors import DataError
 from forexd.storage.db import open_sync
+
+CANDLE_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 
 SQL_IMPORT = (
     "INSERT OR IGNORE INTO candles (symbol, timeframe, ts, open, high, low, close, volume) "
@@ -14,22 +24,15 @@ SQL_IMPORT = (
 )
 
 
-def import_candles(
-    db_path: Path, file: Path, symbol: str, timeframe: str, fmt: str, *, repair: bool = False
-) -> dict[str, Any]:
-    """Validate ``file`` completely, then insert its candles in one transaction.
+def write_candles(db_path: Path, frame: pd.DataFrame, symbol: str, timeframe: str) -> int:
+    """Insert a checked candle frame in one transaction; returns how many rows were new.
 
-    Existing candles are never overwritten (``INSERT OR IGNORE``): a re-import is
-    idempotent, and a bad file is rejected before anything is written.
+    Existing candles are never overwritten (``INSERT OR IGNORE``), so writing the same
+    frame again is idempotent.
 
     Raises:
-        DataError: the file is missing or invalid (nothing is written).
         StorageError: the store cannot be opened.
     """
-    from forexd.feeds.loaders import read_candles
-
-    loaded = read_candles(file, fmt, repair=repair)  # type: ignore[arg-type]
-    frame, report = loaded.frame, loaded.report
     rows = zip(
         [symbol] * len(frame),
         [timeframe] * len(frame),
@@ -46,20 +49,52 @@ def import_candles(
         with conn:
             before = conn.total_changes
             conn.executemany(SQL_IMPORT, rows)
-            inserted = conn.total_changes - before
+            inserted: int = conn.total_changes - before
     finally:
         conn.close()
-    ts = frame["ts"]
-    return {
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "file": str(file),
-        "rows": len(frame),
-        "inserted": inserted,
-        "already_stored": len(frame) - inserted,
-        "format": report.format,
-        "rows_reordered": report.out_of_order,
-        "duplicates_dropped": report.duplicates_dropped,
-        "first": ns_to_iso(int(ts.iloc[0])),
-        "last": ns_to_iso(int(ts.iloc[-1])),
-    }
+    return inserted
+
+
+def read_store(db_path: Path, symbol: str, timeframe: str) -> pd.DataFrame:
+    """All stored candles of one symbol and timeframe, oldest first.
+
+    Raises:
+        DataError: the store has none (say how to import some).
+    """
+    if not db_path.exists():
+        raise DataError(
+            f"no store at {db_path}; import candles first: forexd data import FILE "
+            f"--symbol {symbol} --timeframe {timeframe}"
+        )
+    conn = open_sync(db_path, readonly=True)
+    try:
+        rows = conn.execute(
+            "SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = ? "
+            "AND timeframe = ? ORDER BY ts",
+            (symbol, timeframe),
+        ).fetchall()
+        stored = (
+            []
+            if rows
+            else [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT timeframe FROM candles WHERE symbol = ?", (symbol,)
+                )
+            ]
+        )
+    finally:
+        conn.close()
+    if not rows:
+        # Name what *is* stored: a file of M1 bars must be imported as M1 (`data import`
+        # refuses it as H1), so "import it as H1" would be the wrong advice.
+        has = f" (it has {', '.join(sorted(stored))})" if stored else ""
+        use = f"backtest what is stored with --timeframe {sorted(stored)[0]}, or " if stored else ""
+        raise DataError(
+            f"the store {db_path} has no {timeframe} candles for {symbol}{has}; {use}import a "
+            f"file of {timeframe} bars: forexd data import FILE --symbol {symbol} --timeframe "
+            f"{timeframe} (finer bars: --data FILE --timeframe {timeframe} resamples them)"
+        )
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=list(CANDLE_COLUMNS))
+    frame["ts"] = frame["ts"].astype(np.int64)
+    return frame

@@ -47,7 +47,7 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE events (
             ts_ns INTEGER NOT NULL, kind TEXT NOT NULL, symbol TEXT, detail TEXT NOT NULL)""",
     ],
-    # 2: the model registry (forexd.models.registry). Artifacts live in files under
+    # 2: the model registry (forexd.storage.model_registry). Artifacts live in files under
     # <data dir>/models/<SYMBOL>/; a row describes one and says whether it trades.
     [
         """CREATE TABLE models (
@@ -58,6 +58,17 @@ MIGRATIONS: list[list[str]] = [
             status TEXT NOT NULL CHECK (status IN ('champion', 'challenger', 'retired')),
             artifact TEXT NOT NULL, cycle_id TEXT, updated_ns INTEGER NOT NULL)""",
         "CREATE INDEX models_symbol_status ON models (symbol, status, created_ns)",
+    ],
+    # 3: at most one paper fill per order, enforced by the database (issue 10). A forexd
+    # before this version could book an order twice after a restart; those extra fills
+    # happened to the paper account and stay in its history (flagged ``duplicate``), but
+    # no new one can be written.
+    [
+        "ALTER TABLE paper_fills ADD COLUMN duplicate INTEGER NOT NULL DEFAULT 0",
+        """UPDATE paper_fills SET duplicate = 1 WHERE rowid NOT IN (
+            SELECT MIN(rowid) FROM paper_fills GROUP BY client_id)""",
+        """CREATE UNIQUE INDEX paper_fills_one_per_order
+            ON paper_fills (client_id) WHERE duplicate = 0""",
     ],
 ]
 

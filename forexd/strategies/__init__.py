@@ -1,69 +1,33 @@
 """Strategies: pure decision code shared by the live daemon and the backtest.
 
-``STRATEGIES`` is the one registry of names; the CLI and the config derive their choices
-from it.
+The names are registered in :mod:`forexd.domain.strategy_registry`, which the config and
+the command line read too; importing this package imports no strategy but the contract,
+so the ML strategy's learning code loads only where an ``ml`` strategy is built.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from forexd.errors import ConfigError
-from forexd.strategies.base import Strategy, StrategyParams
-from forexd.strategies.ml import MlStrategy
-from forexd.strategies.sma_cross import SmaCross
-
-STRATEGIES: dict[str, Any] = {SmaCross.name: SmaCross, MlStrategy.name: MlStrategy}
+from forexd.domain.strategy_registry import strategy_class, strategy_params
+from forexd.strategies.base import Strategy
 
 
 def build_strategy(name: str, params: Mapping[str, Any], where: str = "strategy") -> Strategy:
-    """Instantiate a registered strategy with validated parameters.
+    """Instantiate a registered strategy (or a ``package.module:Class``) with checked params.
 
     Args:
-        name: registry name (``sma_cross``).
+        name: registry name (``sma_cross``) or a plugin spec.
         params: raw parameter values (from TOML or ``--param k=v``).
         where: what to call the input in an error message (a config key, a CLI flag).
 
     Raises:
         ConfigError: unknown strategy, unknown parameter, or a value out of range.
     """
-    cls = _load_plugin(name, where) if ":" in name else STRATEGIES.get(name)
-    if cls is None:
-        raise ConfigError(
-            f"{where}: unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}"
-        )
-    try:
-        parsed: StrategyParams = cls.Params(**dict(params))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{where} ({name}): {problems}") from None
-    strategy: Strategy = cls(parsed)
+    parsed = strategy_params(name, params, where)
+    strategy: Strategy = strategy_class(name, where)(parsed)
     return strategy
 
 
-def _load_plugin(spec: str, where: str) -> Any:
-    """Load a user strategy given as ``package.module:ClassName``.
-
-    The class follows the :class:`Strategy` protocol and has a ``Params`` model, like
-    :class:`SmaCross`. This is how users run their own strategies without forking forexd.
-    """
-    module_name, _, attr = spec.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"{where}: cannot load strategy {spec!r} ({exc}); check the module is importable "
-            "(PYTHONPATH) and the class name"
-        ) from None
-    if not hasattr(cls, "Params") or not hasattr(cls, "decide"):
-        raise ConfigError(f"{where}: {spec!r} is not a strategy (needs Params and decide())")
-    return cls
-
-
-__all__ = ["STRATEGIES", "Strategy", "build_strategy"]
+__all__ = ["Strategy", "build_strategy"]

@@ -13,7 +13,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from forexd.strategies.base import NO_CHANGE, BarArrays, BarHistory, IntArray, StrategyParams
+from forexd.domain.bars import BarArrays, BarHistory, IntArray
+from forexd.strategies.base import NO_CHANGE, StrategyParams
 
 
 class SmaCrossParams(StrategyParams):
