@@ -2,11 +2,24 @@
 
 Guarded: anyio's spawned worker processes (``compute.executor = "processes"``) import the
 parent's ``__main__`` under another name, and must not run the CLI again.
+
+For ``forexd run`` the stop signals are caught first thing, before the heavy imports, so a
+SIGTERM or Ctrl-C during start-up still ends in a clean shutdown (see
+:mod:`forexd.daemon.stopsignals`).
 """
 
 import sys
 
-from forexd.cli import main
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from forexd.daemon import stopsignals
+
+    if stopsignals.wants_daemon(sys.argv[1:]):
+        stopsignals.install()
+    try:
+        from forexd.cli import main
+
+        code = main()
+    except stopsignals.StopBeforeStart as stop:
+        stopsignals.report_stopped_before_start(stop.signum, sys.argv[1:])
+        code = 0
+    sys.exit(code)

@@ -142,6 +142,9 @@ class ActorConfig(_Section):
     restart_backoff_max_s: float = Field(30.0, gt=0)
     max_crashes: int = Field(5, ge=1, description="crashes within the window before `failed`")
     crash_window_s: float = Field(300.0, gt=0)
+    healthy_run_s: float = Field(
+        60.0, gt=0, description="a life this long before a crash resets the restart backoff"
+    )
 
 
 class ControlConfig(_Section):
