@@ -76,6 +76,8 @@ async def test_first_cycle_promotes_and_a_restart_restores_the_champion(
     assert record is not None and champion["model_id"] == record.model_id
     assert (ctx.paths.models / record.artifact).is_file()
     assert stats["last_cycle"]["rss_after_cleanup_mb"] > 0
+    assert "gc" in stats["last_cycle"]["cleanup_hooks_run"]  # the cleanup report is kept
+    assert {} == stats["last_cycle"]["cleanup_hooks_failed"]
 
     again = _strategy()
     again.restore(ctx, "EURUSD")
