@@ -103,6 +103,8 @@ async def test_a_job_past_its_timeout_is_abandoned_with_a_typed_error() -> None:
     assert 1 == pool.stats().timed_out
 
 
+# blockbuster's wrapped time.sleep cannot be pickled into the worker process.
+@pytest.mark.allow_blocking
 async def test_the_process_executor_runs_jobs_elsewhere_and_kills_a_timed_out_one() -> None:
     """executor="processes": jobs run in spawned workers; a timeout kills the worker."""
     import functools

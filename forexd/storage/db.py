@@ -129,8 +129,8 @@ class StorageWriter:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Open the connection, report ready, and apply writes until :meth:`close`."""
-        # Migrate synchronously first: a clear error before the daemon reports ready.
-        open_sync(self.path).close()
+        # Migrate first (a clear error before the daemon reports ready), off the loop.
+        await anyio.to_thread.run_sync(lambda: open_sync(self.path).close())
         conn = await aiosqlite.connect(self.path, timeout=5.0)
         try:
             await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
