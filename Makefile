@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test system-deps lint typecheck pytest bench clean
+.PHONY: demo test test-stress system-deps lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,21 @@ typecheck: $(VENV)/.dev-installed
 
 pytest: $(VENV)/.dev-installed
 	$(BIN)/pytest -q
+
+## test-stress: the whole suite three times in a row, each with two CPU-burning processes
+## beside it (a shared CI box); stops at the first red run and keeps pytest's exit code.
+STRESS_RUNS ?= 3
+STRESS_PYTEST ?= $(BIN)/pytest -q
+test-stress: $(VENV)/.dev-installed system-deps
+	@for run in $$(seq 1 $(STRESS_RUNS)); do \
+	  echo "test-stress: run $$run of $(STRESS_RUNS), two CPU hogs beside it"; \
+	  $(BIN)/python -c 'while True: pass' & hog1=$$!; \
+	  $(BIN)/python -c 'while True: pass' & hog2=$$!; \
+	  trap 'kill $$hog1 $$hog2 2>/dev/null' EXIT INT TERM; \
+	  $(STRESS_PYTEST); rc=$$?; \
+	  kill $$hog1 $$hog2; wait $$hog1 $$hog2 2>/dev/null; \
+	  if [ $$rc -ne 0 ]; then echo "test-stress: run $$run failed (exit $$rc)"; exit $$rc; fi; \
+	done; echo "test-stress: $(STRESS_RUNS) green runs under load"
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/run_all.py
