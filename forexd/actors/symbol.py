@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from forexd.actors.core import OrderGate, SymbolCore, average_true_range
+from forexd.actors.inference import predict_ahead
 from forexd.brokers.base import Broker
 from forexd.domain import Bar, Fill, Order, OrderStatus, Position, get_instrument, ns_to_iso
 from forexd.errors import BrokerError, ControlRefusedError, OrderOutcomeUnknownError
@@ -303,6 +304,8 @@ class SymbolActor:
             if deps.risk is not None:
                 deps.risk.observe_equity(self._equity, bar.ts)
         denials = self.core.denials
+        if not self.core.paused:  # an expensive model predicts in a worker thread first
+            await predict_ahead(self.strategy, self.core.history, bar)
         order = self.core.on_bar(bar)
         if self.core.denials != denials:
             self.log.warning(
