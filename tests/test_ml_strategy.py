@@ -155,10 +155,15 @@ def test_exit_threshold_above_entry_is_rejected() -> None:
 
 
 def test_ml_strategy_is_trainable_and_needs_the_feature_history() -> None:
-    """The registry builds an ml strategy that implements Trainable with a GRU-aware warm-up."""
+    """The registry builds an ml strategy that implements Trainable; warm-up = features."""
     plain = _strategy()
     assert isinstance(plain, Trainable)
     assert plain.params.features.history_bars == plain.warmup_bars
+
+
+def test_a_gru_strategy_warms_up_over_its_window() -> None:
+    """A GRU over 10 rows needs 9 more bars of history than the features alone."""
+    pytest.importorskip("torch", reason="torch models need the forexd[torch] extra")
     gru = MlParams(model={"kind": "gru", "hyperparameters": {"window": 10}})
     assert gru.features.history_bars + 9 == MlStrategy(gru).warmup_bars
 
