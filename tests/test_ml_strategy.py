@@ -125,13 +125,17 @@ async def test_no_champion_means_no_trade(ctx: TrainContext) -> None:
 async def test_decide_is_fast_on_the_bar_path(ctx: TrainContext) -> None:
     """With a logistic champion one decision takes well under the 5 ms guard."""
     strategy = await _trained(ctx)
+    assert strategy._live is not None and strategy._live.fast is not None  # numpy fast path
+    assert not strategy.predicts_off_loop  # cheap enough to stay on the loop
     history = _history(strategy)
     strategy.decide(history, 0)
-    started = time.perf_counter()
+    # CPU time of this thread, not wall time: on a loaded box the wall clock also counts
+    # the time other processes had the CPU, which is not what decide() costs.
+    started = time.thread_time()
     for _ in range(200):
         strategy.decide(history, 0)
-    per_call_ms = (time.perf_counter() - started) / 200 * 1000
-    assert per_call_ms < 5.0  # the target is ~1 ms; this guard tolerates a loaded CI box
+    per_call_ms = (time.thread_time() - started) / 200 * 1000
+    assert per_call_ms < 5.0  # the target is ~1 ms
 
 
 def test_threshold_rule_with_exit_hysteresis() -> None:
