@@ -14,12 +14,8 @@ if __name__ == "__main__":
     from forexd.daemon import stopsignals
 
     if stopsignals.wants_daemon(sys.argv[1:]):
-        stopsignals.install()
-    try:
-        from forexd.cli import main
+        stopsignals.install(sys.argv[1:])
 
-        code = main()
-    except stopsignals.StopBeforeStart as stop:
-        stopsignals.report_stopped_before_start(stop.signum, sys.argv[1:])
-        code = 0
-    sys.exit(code)
+    from forexd.cli import main
+
+    sys.exit(main())

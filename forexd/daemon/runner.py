@@ -11,7 +11,6 @@ back, so Python's default of 5 ms shows up directly as loop lag (docs/benchmarks
 from __future__ import annotations
 
 import importlib.util
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import anyio
 
 from forexd.config import Settings
 from forexd.daemon import stopsignals
-from forexd.daemon.logsetup import get_logger
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.supervisor import Daemon
 from forexd.errors import ForexdError, first_leaf
@@ -47,20 +45,11 @@ def run_daemon(
     """
     # Idempotent; ``python -m forexd run`` did it before its imports already, the
     # ``forexd`` console script gets it here, still before the loop and the daemon exist.
-    stopsignals.install()
+    stopsignals.install(["--log-format", settings.log_format])
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    try:
-        daemon = Daemon(
-            settings,
-            paths,
-            exit_when_done=exit_when_done,
-            config_path=config_path,
-            overrides=overrides,
-        )
-    except stopsignals.StopBeforeStart as stop:  # nothing was started: nothing to undo
-        name = signal.Signals(stop.signum).name
-        get_logger("supervisor").info("stopped", reason=name, during="start-up")
-        return
+    daemon = Daemon(
+        settings, paths, exit_when_done=exit_when_done, config_path=config_path, overrides=overrides
+    )
     stopsignals.arm()  # the daemon exists: a stop signal now ends in its clean shutdown
     try:
         anyio.run(daemon.run, backend="asyncio", backend_options=event_loop_options())

@@ -6,9 +6,11 @@ SIGTERM/SIGINT handlers. Without a handler before that, a SIGTERM kills the proc
 outright (systemd sees a failure) and a SIGINT raises ``KeyboardInterrupt`` from whatever
 import was running. :func:`install` (first thing in ``python -m forexd run``) handles both:
 
-- before :func:`arm` (nothing started: no lock, no store, no socket) the handler raises
-  :class:`StopBeforeStart`; ``__main__`` catches it, writes the ``stopped`` line and exits
-  0 at once, instead of finishing the imports first;
+- before :func:`arm` (nothing started: no lock, no store, no socket, nothing to flush)
+  the handler writes the ``stopped`` line and ends the process with exit code 0 at once,
+  instead of finishing the imports first. It does not raise: an exception thrown into an
+  arbitrary import is turned into something else by C extensions (pydantic-core's pyo3
+  init panics when its ``datetime`` import is interrupted: exit 1, seen in the test);
 - after :func:`arm` (the daemon exists) it only records the signal; the supervisor takes
   it with :func:`take_pending` once its receiver listens and shuts down cleanly.
 
@@ -20,6 +22,7 @@ Standard library only: this module is imported before anything heavy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,29 +35,19 @@ FORCED_EXIT_CODE = 1
 
 _pending: list[int] = []
 _armed: list[bool] = []  # empty until arm(); a list so no ``global`` statement is needed
-
-
-class StopBeforeStart(BaseException):
-    """A stop signal came before the daemon started anything; unwind and exit 0.
-
-    A ``BaseException`` so that no ``except Exception`` in an import on the way swallows it.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+_argv: list[str] = []
 
 
 def _record(signum: int, frame: FrameType | None) -> None:
-    if _pending and _armed:  # a second stop signal: the operator insists
+    if not _armed:  # nothing started yet: nothing to undo
+        with contextlib.suppress(Exception):  # e.g. a reentrant call mid-write: lose it
+            sys.stdout.flush()  # log lines written so far (a warning about the data dir)
+        os.write(1, stopped_line(signum, _argv).encode())
+        os._exit(0)
+    if _pending:  # a second stop signal: the operator insists
         os.write(2, b"forexd: second stop signal, exiting at once\n")
         os._exit(FORCED_EXIT_CODE)
-    if not _pending:
-        # Kept even when raising below: if some library swallows the exception (a
-        # ``__del__``, a callback), the daemon still sees the signal once it listens.
-        _pending.append(signum)
-    if not _armed:
-        raise StopBeforeStart(signum)
+    _pending.append(signum)
 
 
 def arm() -> None:
@@ -62,10 +55,16 @@ def arm() -> None:
     _armed.append(True)
 
 
-def install() -> None:
-    """Record SIGTERM/SIGINT from now on instead of dying (no-op on Windows)."""
+def install(argv: list[str] | None = None) -> None:
+    """Handle SIGTERM/SIGINT from now on instead of dying (no-op on Windows).
+
+    ``argv`` (the command line without the program) decides the format of the early
+    ``stopped`` line (JSON unless a terminal asks for console output).
+    """
     if sys.platform == "win32":  # pragma: no cover - Windows stops via the service API
         return
+    if argv is not None:
+        _argv[:] = argv
     for sig in STOP_SIGNALS:
         signal.signal(sig, _record)
 
@@ -79,22 +78,21 @@ def take_pending() -> int | None:
     return signum
 
 
-def report_stopped_before_start(signum: int, argv: list[str]) -> None:
-    """Write the ``stopped`` line for a stop before start-up (logging is not set up yet)."""
+def stopped_line(signum: int, argv: list[str]) -> str:
+    """The ``stopped`` log line for a stop before start-up (logging is not set up yet)."""
     name = signal.Signals(signum).name
-    if "json" in argv or not sys.stdout.isatty():  # as logsetup's "auto" decides
+    if "json" in argv or not os.isatty(1):  # as logsetup's "auto" decides
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         line = {
             "component": "supervisor",
             "reason": name,
-            "during": "imports",
+            "during": "start-up",
             "event": "stopped",
             "level": "info",
             "timestamp": stamp,
         }
-        print(json.dumps(line), flush=True)
-    else:
-        print(f"stopped: {name} before start-up; nothing was started", flush=True)
+        return json.dumps(line) + "\n"
+    return f"stopped: {name} during start-up; nothing had been started\n"
 
 
 def wants_daemon(argv: list[str]) -> bool:

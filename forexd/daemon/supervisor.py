@@ -177,7 +177,9 @@ class Daemon:
 
     async def run(self) -> None:
         """Run until stopped; returns normally after a clean shutdown."""
-        self._pidlock.acquire()
+        # File lock and pid write: quick, but file-system calls all the same (off the loop;
+        # fcntl/msvcrt locks belong to the process, not the thread that took them).
+        await anyio.to_thread.run_sync(self._pidlock.acquire)
         try:
             async with anyio.create_task_group() as tg:
                 self._startup_scope = anyio.CancelScope()
@@ -188,7 +190,8 @@ class Daemon:
                 await self.stop_requested.wait()
                 await self._shutdown(tg)
         finally:
-            self._pidlock.release()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._pidlock.release)
         self.log.info("stopped", reason=self.stop_reason)
 
     def request_stop(self, reason: str) -> None:
@@ -202,7 +205,9 @@ class Daemon:
     # -- start-up ---------------------------------------------------------------------
 
     async def _startup(self, tg: TaskGroup) -> None:
-        caps = resources.apply_thread_caps(self.budget.blas_threads)
+        # threadpoolctl inspects the loaded libraries (reads files): a worker thread; the
+        # caps are process-wide, whichever thread sets them.
+        caps = await anyio.to_thread.run_sync(resources.apply_thread_caps, self.budget.blas_threads)
         self.log.info(
             "starting",
             version=__version__,
@@ -493,7 +498,7 @@ class Daemon:
 
     async def _sample_threads(self) -> None:
         while True:
-            self.threads.sample()
+            await anyio.to_thread.run_sync(self.threads.sample)  # reads /proc: off the loop
             await anyio.sleep(THREAD_SAMPLE_S)
 
     # -- shutdown ---------------------------------------------------------------------
