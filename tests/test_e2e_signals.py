@@ -101,3 +101,18 @@ def test_sigterm_and_sigint_at_random_moments_always_stop_cleanly(short_tmp: Pat
         phases = [p for lane in pool.map(run_lane, range(LANES)) for p in lane]
     assert len(phases) == 2 * PER_SIGNAL
     print(f"signals while starting: {phases.count('starting')}, running: {phases.count('running')}")
+
+
+def test_a_stop_signal_during_the_imports_exits_0_at_once(short_tmp: Path) -> None:
+    """SIGTERM as soon as the handler exists (imports still running): `stopped`, exit 0."""
+    config = write_config(short_tmp / "c.toml", CONFIG.format(timeout=SHUTDOWN_TIMEOUT_S, speed=0))
+    d = DaemonProc(short_tmp / "data", config)
+    try:
+        deadline = time.monotonic() + 30
+        while not handles_signal(d.proc.pid, signal.SIGTERM):
+            assert d.proc.poll() is None and time.monotonic() < deadline, d.diagnostics()
+            time.sleep(0.001)  # polling /proc: there is no event for "handler installed"
+        d.stop(signal.SIGTERM, timeout=SHUTDOWN_TIMEOUT_S + EXIT_GRACE_S)
+        assert not (short_tmp / "data" / "run" / "forexd.pid").exists()
+    finally:
+        d.kill()
