@@ -57,6 +57,8 @@ def no_blocking_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
         for function in bb.functions.values():
             function.can_block_in("linecache.py", {"updatecache", "checkcache"})
             function.can_block_in("structlog/dev.py", "__call__")
+            # Once at start-up, on the loop thread by design (OpenMP caps are per thread).
+            function.can_block_in("forexd/daemon/resources.py", "apply_thread_caps")
         yield
 
 

@@ -205,9 +205,9 @@ class Daemon:
     # -- start-up ---------------------------------------------------------------------
 
     async def _startup(self, tg: TaskGroup) -> None:
-        # threadpoolctl inspects the loaded libraries (reads files): a worker thread; the
-        # caps are process-wide, whichever thread sets them.
-        caps = await anyio.to_thread.run_sync(resources.apply_thread_caps, self.budget.blas_threads)
+        # On the loop thread on purpose, once: OpenMP's thread-count setting is per calling
+        # thread (threadpoolctl reads a few /proc and library files for it).
+        caps = resources.apply_thread_caps(self.budget.blas_threads)
         self.log.info(
             "starting",
             version=__version__,
