@@ -78,3 +78,15 @@ async def test_a_stop_during_start_up_cancels_it_and_stops_cleanly(daemon: Daemo
     assert not daemon.ready.is_set()
     assert "stopping" == daemon.state
     assert not await anyio.to_thread.run_sync(daemon.paths.pidfile.exists)
+
+
+async def test_an_in_process_run_leaves_the_host_process_signal_handlers_alone(
+    daemon: Daemon,
+) -> None:
+    """Only `forexd run` installs the early stop handlers; a library/test host keeps its own."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    with anyio.fail_after(120):
+        await daemon.run()
+    assert before == signal.getsignal(signal.SIGINT)

@@ -36,6 +36,7 @@ FORCED_EXIT_CODE = 1
 _pending: list[int] = []
 _armed: list[bool] = []  # empty until arm(); a list so no ``global`` statement is needed
 _argv: list[str] = []
+_installed: list[bool] = []  # non-empty once install() ran in this process
 
 
 def _record(signum: int, frame: FrameType | None) -> None:
@@ -67,6 +68,13 @@ def install(argv: list[str] | None = None) -> None:
         _argv[:] = argv
     for sig in STOP_SIGNALS:
         signal.signal(sig, _record)
+    _installed.append(True)
+
+
+def reinstall() -> None:
+    """Install again if this process installed before (a daemon process, not a test run)."""
+    if _installed:
+        install()
 
 
 def take_pending() -> int | None:

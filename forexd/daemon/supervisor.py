@@ -476,8 +476,9 @@ class Daemon:
                     self._on_stop_signal(signum)
         finally:
             # The receiver restored the default actions (SIGTERM kills, SIGINT raises):
-            # record again, so a late signal cannot turn a clean exit into a failure.
-            stopsignals.install()
+            # record again, so a late signal cannot turn a clean exit into a failure
+            # (only where `forexd run` installed them: an in-process test keeps its own).
+            stopsignals.reinstall()
 
     def _on_stop_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
