@@ -25,6 +25,7 @@ cycle, read top-down; the restart policy and the stop signals already live apart
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -264,6 +265,12 @@ class Daemon:
                 watchdog_task, self.notifier, self.lag.recent_max_s, max_lag_s=WATCHDOG_MAX_LAG_S
             )
         )
+        # Everything alive now (modules, pandas/sklearn internals, config, replay frames)
+        # lives as long as the daemon: move it out of the collector's sight. A full
+        # gc.collect() holds the GIL, from any thread, for as long as it scans; with these
+        # objects in the scan that was ~200 ms per pass after each training cycle, i.e.
+        # loop lag (docs/benchmarks.md). Cycles among them, if any, are never freed.
+        gc.freeze()
         self.state = "running"
         self.ready_at = time.time()
         self.ready.set()
