@@ -256,15 +256,33 @@ def parse_fixed_times(values: NDArray[np.object_], layout: str) -> tuple[I64, ND
         ascii_only = [v if isinstance(v, str) and v.isascii() else "" for v in values.tolist()]
         raw = np.array(ascii_only, dtype=object).astype(f"S{width}")
     grid = raw.view(np.uint8).reshape(len(values), width)
-    ok = grid[:, -1] == 0
-    parts = {ch: np.zeros(len(values), dtype=np.int64) for ch in "YMDhms"}
-    for pos, ch in enumerate(layout):
-        if ch in parts:
-            digit = grid[:, pos].astype(np.int64) - ord("0")
-            ok &= (digit >= 0) & (digit <= 9)
-            parts[ch] = parts[ch] * 10 + digit
-        else:
-            ok &= grid[:, pos] == ord(ch)
+    return parse_time_grid(grid[:, :-1], layout, grid[:, -1] == 0)
+
+
+def parse_time_grid(
+    grid: NDArray[np.uint8], layout: str, ok: NDArray[np.bool_]
+) -> tuple[I64, NDArray[np.bool_]]:
+    """:func:`parse_fixed_times` on the stamps' bytes, one row of ``len(layout)`` per value.
+
+    Args:
+        grid: the bytes of each stamp.
+        layout: as for :func:`parse_fixed_times`.
+        ok: rows already known to be well-formed so far (updated copy returned).
+    """
+    # Whole-grid operations, one per field: a loop over byte positions costs ~3x more.
+    digits = grid.astype(np.int64) - ord("0")
+    numeric = [pos for pos, ch in enumerate(layout) if ch in "YMDhms"]
+    literal = [pos for pos, ch in enumerate(layout) if ch not in "YMDhms"]
+    ok = ok & ((digits[:, numeric] >= 0) & (digits[:, numeric] <= 9)).all(axis=1)
+    if literal:
+        want = np.frombuffer("".join(layout[p] for p in literal).encode("latin-1"), np.uint8)
+        ok &= (grid[:, literal] == want).all(axis=1)
+    parts = {ch: np.zeros(len(grid), dtype=np.int64) for ch in "YMDhms"}
+    for ch in parts:
+        where = [pos for pos, c in enumerate(layout) if c == ch]
+        if where:
+            weights = 10 ** np.arange(len(where) - 1, -1, -1, dtype=np.int64)
+            parts[ch] = digits[:, where] @ weights
     year, month, day = parts["Y"], parts["M"], parts["D"]
     ok &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
     ok &= (parts["h"] < 24) & (parts["m"] < 60) & (parts["s"] < 60)
