@@ -55,6 +55,7 @@ from forexd.feeds.frames import clip_frame
 from forexd.feeds.replay import ReplayFeed
 from forexd.risk import Holding
 from forexd.storage.candles import read_store
+from forexd.storage.checkpointer import WalCheckpointer
 from forexd.storage.db import StorageWriter
 from forexd.strategies import build_strategy
 
@@ -103,6 +104,7 @@ class Daemon:
         self.threads = ThreadWatermark()
         self.thread_limiter = ThreadLimiter()
         self.writer = StorageWriter(paths.db)
+        self.checkpointer = WalCheckpointer(paths.db, log=get_logger("storage"))  # issue 15
         self.risk = RiskRuntime(
             settings.risk, paths.risk_state, paths.db, settings.account_id, get_logger("risk")
         )
@@ -145,6 +147,7 @@ class Daemon:
             thread_caps=caps if isinstance(caps, dict) else str(caps),
         )
         await tg.start(self.writer.run)
+        await tg.start(self.checkpointer.run)  # issue 15: the writer never checkpoints
         broker = await self._make_broker(tg)
         self.broker = broker
         await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))

@@ -136,7 +136,7 @@ class StorageWriter:
             await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            await conn.execute("PRAGMA wal_autocheckpoint=0")  # storage/checkpointer.py does it
             self._conn = conn
             task_status.started()
             async with self._recv:
