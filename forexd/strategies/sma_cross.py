@@ -98,11 +98,13 @@ class SmaCross:
         out = np.full(n, NO_CHANGE, dtype=np.int64)
         if n < slow:
             return out
-        csum = np.concatenate(([0], np.cumsum(bars.points, dtype=np.int64)))
-        end = np.arange(slow, n + 1)
-        sum_slow = csum[end] - csum[end - slow]
-        sum_fast = csum[end] - csum[end - fast]
-        lhs, rhs = sum_fast * slow, sum_slow * fast
-        tgt = np.where(lhs > rhs, units, np.where(lhs < rhs, -units, NO_CHANGE))
+        csum = np.empty(n + 1, dtype=np.int64)
+        csum[0] = 0
+        np.cumsum(bars.points, dtype=np.int64, out=csum[1:])
+        # Slices, not fancy indexing (a gather costs ~4x a strided subtract).
+        sum_slow = csum[slow:] - csum[: n + 1 - slow]
+        sum_fast = csum[slow:] - csum[slow - fast : n + 1 - fast]
+        side = np.sign(sum_fast * slow - sum_slow * fast)  # exact: int64, no rounding
+        tgt = np.where(side == 0, NO_CHANGE, side * units)
         out[slow - 1 :] = tgt
         return out
