@@ -153,7 +153,9 @@ class Daemon:
         await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
         await anyio.to_thread.run_sync(self.risk.load)
         self.risk.bind(self.holdings, self.writer.flush)
-        tg.start_soon(self.risk.persist_loop)
+        self._persist_scope = anyio.CancelScope()  # issue 15: see _persist_risk
+        self._persist_done = anyio.Event()
+        tg.start_soon(self._persist_risk)
         feed = self.feed = await self._make_feed(tg)
         deps = ActorDeps(
             writer=self.writer,
@@ -379,6 +381,18 @@ class Daemon:
                 self.log.info("signal_received", signal=name)
                 self.request_stop(name)
 
+    async def _persist_risk(self) -> None:
+        """The risk persist loop, in a scope that shutdown cancels and waits out (issue 15).
+
+        Its flush must never reach a writer that shutdown already closed; the final state is
+        written by ``persist_now`` after the writer has closed.
+        """
+        try:
+            with self._persist_scope:
+                await self.risk.persist_loop()
+        finally:
+            self._persist_done.set()
+
     async def _sample_threads(self) -> None:
         while True:
             self.threads.sample()
@@ -396,6 +410,8 @@ class Daemon:
             self._actor_tg_scope.cancel()
             for actor in self.actors.values():
                 actor._write_progress()
+            self._persist_scope.cancel()  # issue 15: no risk flush after the writer closes
+            await self._persist_done.wait()
             await self.writer.close()
             if self._api is not None:
                 await self._api.aclose()

@@ -5,7 +5,7 @@ parser reads the time column as one Python string per row, which is then re-enco
 bytes before it is cut into digits — about two thirds of the load. ``pd.read_csv(engine=
 "pyarrow")`` hands back the same object column. pyarrow's own reader, asked for the time
 column as ``binary``, keeps every stamp in one contiguous byte buffer; for fixed-width
-stamps that buffer *is* the byte grid :func:`~forexd.feeds.candle_parse.parse_time_grid`
+stamps that buffer *is* the byte grid :func:`~forexd.feeds.candle_times.parse_time_grid`
 reads, so no Python object is made per row, and the numbers are parsed on all cores.
 
 Only clean files take this path. Anything irregular — a blank line, a wrong column count,
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from forexd.feeds.candle_checks import F64, I64
-from forexd.feeds.candle_parse import FormatSpec, parse_time_grid
+from forexd.feeds.candle_parse import FormatSpec
+from forexd.feeds.candle_times import parse_time_grid
 
 
 @dataclass(frozen=True, slots=True)

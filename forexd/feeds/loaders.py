@@ -36,6 +36,7 @@ from forexd.errors import ConfigError, DataError
 from forexd.feeds import candle_checks as checks
 from forexd.feeds import candle_parse as parse
 from forexd.feeds.candle_arrow import read_fixed
+from forexd.feeds.candle_times import parse_fixed_times
 
 CandleFormat = Literal["auto", "histdata", "oanda-lean", "csv"]
 Side = Literal["bid", "ask", "mid"]
@@ -253,7 +254,7 @@ def _times(
 ) -> checks.I64:
     if spec.time_layout is None:
         return parse.parse_csv_times(path, raw, lines, tz)
-    wall, ok = parse.parse_fixed_times(raw, spec.time_layout)
+    wall, ok = parse_fixed_times(raw, spec.time_layout)
     if not ok.all():
         raise checks.row_error(
             path,
