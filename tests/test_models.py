@@ -201,3 +201,29 @@ def test_fit_model_refuses_an_rl_kind_and_names_the_rl_trainer(data: Dataset) ->
     x, y = _train_rows(data)
     with pytest.raises(ModelError, match="recurrent_ppo"):
         fit_model(ModelSpec(kind="recurrent_ppo"), x, y, n_jobs=1, seed=0)
+
+
+def test_scikit_learn_kinds_never_import_torch_whatever_the_device() -> None:
+    """Fitting every non-torch kind with device="auto" leaves torch unimported (no stall)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, numpy as np\n"
+        "from forexd.models.fit import fit_model\n"
+        "from forexd.models.spec import MODEL_KINDS, RL_KINDS, TORCH_KINDS, ModelSpec\n"
+        "x = np.random.default_rng(0).normal(size=(200, 3)); y = np.sign(x[:, 0])\n"
+        "for kind in sorted(set(MODEL_KINDS) - TORCH_KINDS - RL_KINDS):\n"
+        "    fit_model(ModelSpec(kind=kind), x, y, device='auto', n_jobs=1, seed=0)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "False" == done.stdout.strip().splitlines()[-1]
+
+
+def test_device_is_resolved_once_per_name() -> None:
+    """A second choose_device call answers from the first resolution."""
+    choose_device.cache_clear()
+    first = choose_device("auto")
+    assert first == choose_device("auto")
+    assert 1 == choose_device.cache_info().hits

@@ -275,7 +275,14 @@ def test_training_cycle_reports_per_fold_trading_metrics_after_costs() -> None:
 async def test_ml_symbol_trades_the_agent_with_state_rebuilt_after_a_restart(
     tmp_path: Path,
 ) -> None:
-    """A daemon cycle promotes an agent; a restarted strategy acts identically bar by bar."""
+    """A daemon cycle promotes an agent; a restarted strategy acts identically bar by bar.
+
+    The restarted one steps its agent off the loop (``predict_next`` on a history snapshot,
+    as the actor does for expensive models) and must still match the one stepped in decide.
+    """
+    import anyio
+
+    from forexd.actors.inference import HistorySnapshot
     from forexd.daemon.trainer import ModelTrainer
     from forexd.domain import Bar
     from forexd.models.champion import LiveChampion
@@ -284,7 +291,8 @@ async def test_ml_symbol_trades_the_agent_with_state_rebuilt_after_a_restart(
     from tests._mlsupport import SMALL_WF, history_of, store_candles, train_context
 
     ctx = train_context(tmp_path)
-    store_candles(ctx.paths, bundled_frame().iloc[:1500])
+    # set-up reads and writes files: off the loop (blockbuster guards async tests)
+    await anyio.to_thread.run_sync(store_candles, ctx.paths, bundled_frame().iloc[:1500])
     params = MlParams(model=SPEC, lookback_candles=700, walk_forward=SMALL_WF, units=10_000)
 
     def restored() -> tuple[MlStrategy, ModelTrainer]:
@@ -297,7 +305,7 @@ async def test_ml_symbol_trades_the_agent_with_state_rebuilt_after_a_restart(
         strategy.set_champion(trainer.restore())
         return strategy, trainer
 
-    trained, trainer = restored()
+    trained, trainer = await anyio.to_thread.run_sync(restored)
     frame = bundled_frame().iloc[:1500]
     history = history_of(frame, trained.warmup_bars + 8)
     with one_thread():
@@ -305,13 +313,15 @@ async def test_ml_symbol_trades_the_agent_with_state_rebuilt_after_a_restart(
     stats = trainer.stats()
     assert stats["last_error"] is None and stats["champion"]["kind"] == "recurrent_ppo", stats
     assert trained.champion is not None and trained.champion.runner is not None
-    restarted, _ = restored()
+    restarted, _ = await anyio.to_thread.run_sync(restored)
     assert restarted.champion is not None and restarted.champion.runner is not None
     h_live = history_of(frame, trained.warmup_bars + 8)
     h_restart = history_of(frame, trained.warmup_bars + 8)
     targets = []
     for r in bundled_frame().iloc[1500:1560].itertuples(index=False):
         bar = Bar("EURUSD", int(r.ts), r.open, r.high, r.low, r.close)
+        assert restarted.predicts_off_loop
+        restarted.predict_next(HistorySnapshot(h_restart, bar))
         h_live.append(bar)
         h_restart.append(bar)
         live, again = trained.decide(h_live, 0), restarted.decide(h_restart, 0)

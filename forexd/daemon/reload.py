@@ -14,7 +14,10 @@ A changed strategy reaches its actor as a message (the actor owns its state); SI
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from forexd.config import Settings, load_settings
 from forexd.daemon.paths import resolve_paths
@@ -44,7 +47,10 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
         ConfigError: invalid file, or a change that needs a restart.
     """
     old = daemon.settings
-    new = load_settings(daemon.config_path, **daemon.overrides)
+    # reading and validating the file is blocking I/O: a worker thread's, not the loop's
+    new = await anyio.to_thread.run_sync(
+        functools.partial(load_settings, daemon.config_path, **daemon.overrides)
+    )
     if resolve_paths(new) != daemon.paths:
         raise ConfigError("reload cannot move the data or runtime directory; restart instead")
     blocked = _restart_only_changes(old, new)
@@ -70,7 +76,7 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
         )
     # Load the new symbols' bars first too: a missing or bad file rejects the whole reload
     # (load_frame's own checks), instead of failing after other changes were applied.
-    frames = {sym: daemon.load_frame(new_syms[sym]) for sym in added}
+    frames = await daemon.load_frames([new_syms[sym] for sym in added])  # worker thread
 
     daemon.settings = new
     for sym, strategy in rebuilt.items():

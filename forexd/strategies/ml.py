@@ -23,7 +23,7 @@ those two packages at import time; the one function the bar path needs is import
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import structlog
@@ -58,6 +58,8 @@ class MlStrategy:
     def __init__(self, params: MlParams) -> None:
         self.params = params
         self._live: LiveChampion | None = None
+        # (bar ts, champion, probabilities) from predict_next, computed off the loop.
+        self._prepared: tuple[int, LiveChampion, FloatArray | int | None] | None = None
         self._log: Any = structlog.get_logger().bind(component="strategy", strategy="ml")
         self.decide_errors = 0
         self.last_decide_error: str | None = None
@@ -94,11 +96,14 @@ class MlStrategy:
         need = live.champion.history_bars
         if len(history) < need:
             return None
+        prepared, self._prepared = self._prepared, None
         try:
-            if live.runner is not None:  # rl hook (issue 14): the agent's action is the target
-                sign = live.runner.sign(history)
-                return None if sign is None else sign * self.params.units
-            proba = self._proba(live, history, need)
+            if live.runner is not None:  # an RL agent: its action is the target
+                return self._agent_target(live, history, prepared)
+            if prepared is not None and prepared[0] == history.times(1)[0] and prepared[1] is live:
+                proba = cast("FloatArray", prepared[2])  # predicted off the loop for this bar
+            else:
+                proba = self._proba(live, history, need)
         except ForexdError as exc:  # bad bars or a model that cannot predict: no trade
             self.decide_errors += 1
             self.last_decide_error = f"decide: {exc}"
@@ -107,8 +112,47 @@ class MlStrategy:
             return None
         return self._target(float(proba[live.up]), float(proba[live.down]), position_units)
 
+    @property
+    def predicts_off_loop(self) -> bool:
+        """True when the champion has no microsecond fast path (forests, boosting, torch)."""
+        live = self._live
+        return live is not None and live.fast is None
+
+    def predict_next(self, history: Any) -> None:
+        """Worker thread: predict for ``history`` (a snapshot ending with the next bar).
+
+        ``decide`` uses the result if it is for the same bar and champion; see
+        :mod:`forexd.actors.inference`. Errors are left for ``decide`` to report.
+        """
+        live = self._live
+        if live is None or len(history) < live.champion.history_bars:
+            return
+        try:
+            if live.runner is not None:  # the agent steps its state here, off the loop
+                self._prepared = (int(history.last_ts), live, live.runner.sign(history))
+                return
+            proba = self._proba(live, history, live.champion.history_bars)
+        except ForexdError:
+            return
+        self._prepared = (int(history.last_ts), live, proba)
+
+    def _agent_target(
+        self, live: LiveChampion, history: BarHistory, prepared: tuple[int, Any, Any] | None
+    ) -> int | None:
+        """An RL agent's target: its action (-1/0/+1) times ``units``.
+
+        The action stepped off the loop for this very bar and champion is used as is (the
+        runner already carried its state past this bar); otherwise the runner steps here.
+        """
+        assert live.runner is not None
+        if prepared is not None and prepared[0] == history.times(1)[0] and prepared[1] is live:
+            sign = prepared[2]
+        else:
+            sign = live.runner.sign(history)
+        return None if sign is None else int(sign) * self.params.units
+
     @staticmethod
-    def _proba(live: LiveChampion, history: BarHistory, need: int) -> FloatArray:
+    def _proba(live: LiveChampion, history: Any, need: int) -> FloatArray:
         from forexd.features.core import compute_features, compute_features_last
 
         model, spec = live.champion.model, live.champion.features
