@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from forexd.config import Settings
     from forexd.daemon.budget import ComputeBudget
+    from forexd.models.executor import JobExecutor
     from forexd.models.trainconfig import Candles
     from forexd.strategies.ml_params import MlParams
 
@@ -57,6 +58,11 @@ def add_ml_commands(subparsers: Any) -> None:
         )
         p.add_argument("--lookback-candles", type=int, help="candles evaluated (the latest)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument(
+            "--ray",
+            metavar="ADDRESS",
+            help="run on Ray: auto, host:port of the head, or local ([compute] backend)",
+        )
         _add_location(p)
 
     train = subparsers.add_parser("train", help="walk-forward evaluation of a model, offline")
@@ -70,7 +76,11 @@ def add_ml_commands(subparsers: Any) -> None:
 
     search = subparsers.add_parser("search", help="Optuna search over model/strategy params")
     data_args(search)
-    search.add_argument("--trials", type=int, required=True, help="trials to run now")
+    plan = search.add_mutually_exclusive_group()
+    plan.add_argument(
+        "--trials", type=int, help="the study's target total (a re-run finishes the plan)"
+    )
+    plan.add_argument("--more", type=int, metavar="N", help="add N trials to the study's plan")
     search.add_argument("--sampler", default="tpe", choices=SAMPLERS)
     search.add_argument(
         "--model",
@@ -183,6 +193,21 @@ def _spacing_s(frame: pd.DataFrame) -> int:
     return int(np.median(np.diff(ts)) // 1_000_000_000) if len(ts) > 1 else 0
 
 
+def _executor(
+    settings: Settings, budget: ComputeBudget, args: argparse.Namespace, *, use_gpu: bool
+) -> JobExecutor:
+    """Local threads or Ray, from ``[compute] backend`` or ``--ray``."""
+    from forexd.daemon.backends import make_executor
+
+    return make_executor(
+        settings.compute,
+        budget,
+        ray_address=args.ray,
+        use_gpu=use_gpu,
+        warn=lambda msg: print(f"warning: {msg}", file=sys.stderr),
+    )
+
+
 def _torch_check(params: MlParams) -> None:
     if params.model.uses_torch:
         from forexd.models.torch_models import import_torch
@@ -204,15 +229,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
     params = _base_params(settings, symbol, args)
     _torch_check(params)
     budget = _budget(settings)
-    with progress_bar(enabled=not args.json, what=f"{symbol} {params.model.kind}") as progress:
-        result = train_challenger(
-            candles,
-            params,
-            pip_size=get_instrument(symbol).pip_size,
-            n_jobs=budget.blas_threads,
-            bars_per_year=periods_per_year(seconds),
-            progress=progress,
-        )
+    executor = _executor(settings, budget, args, use_gpu=params.model.uses_torch)
+    try:
+        if executor.backend == "local":
+            with progress_bar(enabled=not args.json, what=f"{symbol} {params.model.kind}") as bar:
+                result = train_challenger(
+                    candles,
+                    params,
+                    pip_size=get_instrument(symbol).pip_size,
+                    n_jobs=budget.blas_threads,
+                    bars_per_year=periods_per_year(seconds),
+                    progress=bar,
+                )
+        else:  # one task; fold progress stays on the worker
+            from forexd.models.jobs import train_job
+
+            pip = get_instrument(symbol).pip_size
+            job = (candles, params, pip, budget.blas_threads, periods_per_year(seconds))
+            handle = executor.submit(train_job, *job, label=f"train {symbol}")
+            executor.wait([handle], settings.compute.task_timeout_s or float("inf"))
+            result = executor.result(handle)
+        backend = executor.describe()
+    finally:
+        executor.close()
     out: dict[str, Any] = {
         "symbol": symbol,
         "timeframe": args.timeframe,
@@ -226,6 +265,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "fit_seconds": result.model.info.get("fit_seconds"),
         },
         "seconds": result.seconds,
+        "backend": backend,
     }
     if args.register:
         out["registered"] = _register(settings, symbol, args.timeframe, params, result)
@@ -283,8 +323,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from forexd.models.search import SKLEARN_KINDS, run_search
     from forexd.models.trainconfig import periods_per_year
 
-    if args.trials < 1:
-        raise ConfigError(f"--trials must be at least 1, got {args.trials}")
     settings = _settings(args)
     symbol, candles, seconds = _load(args)
     params = _base_params(settings, symbol, argparse.Namespace(**{**vars(args), "model": None}))
@@ -293,24 +331,33 @@ def _cmd_search(args: argparse.Namespace) -> int:
     study_dir = args.study_dir or resolve_paths(settings).data_dir / "studies"
     import optuna
 
+    from forexd.models.spec import TORCH_KINDS
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar/summary say enough
-    with trial_bar(enabled=not args.json, total=args.trials) as on_trial:
-        result = run_search(
-            candles,
-            params,
-            symbol=symbol,
-            pip_size=get_instrument(symbol).pip_size,
-            n_trials=args.trials,
-            study_dir=study_dir,
-            study_name=args.study_name or f"{symbol}-{args.timeframe}",
-            sampler=args.sampler,
-            kinds=kinds,
-            train_workers=budget.train_workers,
-            blas_threads=budget.blas_threads,
-            bars_per_year=periods_per_year(seconds),
-            timeout_s=args.timeout_s,
-            on_trial=on_trial,
-        )
+    executor = _executor(settings, budget, args, use_gpu=any(k in TORCH_KINDS for k in kinds))
+    try:
+        with trial_bar(enabled=not args.json, total=args.trials or args.more) as on_trial:
+            result = run_search(
+                candles,
+                params,
+                symbol=symbol,
+                pip_size=get_instrument(symbol).pip_size,
+                trials=args.trials,
+                more=args.more,
+                study_dir=study_dir,
+                study_name=args.study_name or f"{symbol}-{args.timeframe}",
+                sampler=args.sampler,
+                kinds=kinds,
+                train_workers=budget.train_workers,
+                blas_threads=budget.blas_threads,
+                bars_per_year=periods_per_year(seconds),
+                timeout_s=args.timeout_s,
+                task_timeout_s=settings.compute.task_timeout_s,
+                executor=executor,
+                on_trial=on_trial,
+            )
+    finally:
+        executor.close()
     out = result.to_dict() | {
         "budget": {"train_workers": budget.train_workers, "blas_threads": budget.blas_threads}
     }

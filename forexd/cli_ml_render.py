@@ -54,7 +54,7 @@ def progress_bar(*, enabled: bool, what: str) -> Iterator[ProgressFn | None]:
 
 
 @contextlib.contextmanager
-def trial_bar(*, enabled: bool, total: int) -> Iterator[Callable[[int, float | None], None]]:
+def trial_bar(*, enabled: bool, total: int | None) -> Iterator[Callable[[int, float | None], None]]:
     """An ``on_trial(done, value)`` callback drawing a bar (a no-op off a terminal)."""
     if not enabled or not sys.stderr.isatty():
         yield lambda done, value: None
@@ -100,7 +100,8 @@ def search_summary(out: dict[str, Any]) -> Table:
     """The best trial of a search, parameter by parameter."""
     table = Table(
         title=f"study {out['study_name']}: best Sharpe {_num(out['best_value'], 3)} "
-        f"({out['trials_total']} trials, {out['failed_this_run']} failed this run)"
+        f"with {out['best_trades']} trades ({out['trials_total']}/{out['target_trials']} "
+        f"trials, {out['failed_this_run']} failed this run, on {out['backend']['backend']})"
     )
     table.add_column("parameter")
     table.add_column("best value", justify="right")
