@@ -242,12 +242,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
                     progress=bar,
                 )
         else:  # one task; fold progress stays on the worker
+            from forexd.models.executor import JobTimeoutError
             from forexd.models.jobs import train_job
 
             pip = get_instrument(symbol).pip_size
             job = (candles, params, pip, budget.blas_threads, periods_per_year(seconds))
             handle = executor.submit(train_job, *job, label=f"train {symbol}")
-            executor.wait([handle], settings.compute.task_timeout_s or float("inf"))
+            timeout = settings.compute.task_timeout_s
+            if not executor.wait([handle], timeout):
+                executor.cancel(handle)
+                raise JobTimeoutError(
+                    f"training {symbol} on {executor.describe()['address']} ran past "
+                    f"[compute] task_timeout_s = {timeout:g} s and was cancelled"
+                )
             result = executor.result(handle)
         backend = executor.describe()
     finally:

@@ -194,9 +194,7 @@ def test_search_persists_the_study_and_resumes_it(
     assert first["budget"]["blas_threads"] >= 1
     second = _json(capsys, *args, "--more", "2")
     assert isinstance(second, dict)
-    assert (5, 5, 2) == (
-        second["target_trials"], second["trials_total"], second["trials_this_run"]
-    )
+    assert (5, 5, 2) == (second["target_trials"], second["trials_total"], second["trials_this_run"])
     assert second["best_value"] >= first["best_value"]
 
 

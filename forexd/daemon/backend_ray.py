@@ -170,7 +170,7 @@ class RayExecutor:
         """Start ``fn(*args)`` as a task reserving ``blas_threads`` CPUs."""
         return JobHandle(self._remote.remote(self.blas_threads, fn, *args), label=label)
 
-    def wait(self, handles: Iterable[JobHandle], timeout_s: float) -> list[JobHandle]:
+    def wait(self, handles: Iterable[JobHandle], timeout_s: float | None) -> list[JobHandle]:
         """Finished tasks (waiting up to ``timeout_s`` for one); re-reads the cluster size."""
         by_ref = {h.ref: h for h in handles}
         if not by_ref:
@@ -233,8 +233,10 @@ def probe_threads() -> dict[str, Any]:
     from forexd.daemon.threads import THREAD_ENV_VARS, os_thread_count
 
     torch = sys.modules.get("torch")
+    ray = sys.modules.get("ray")
     return {
         "pid": os.getpid(),
+        "node": ray.get_runtime_context().get_node_id() if ray is not None else None,
         "env": {k: os.environ.get(k) for k in THREAD_ENV_VARS},
         "libraries": {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info()},
         "torch_threads": None if torch is None else int(torch.get_num_threads()),

@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from forexd.errors import ForexdError
 
-class JobTimeoutError(Exception):
+
+class JobTimeoutError(ForexdError):
     """A job ran past its timeout and was cancelled (or abandoned, where it cannot be)."""
 
 
@@ -54,7 +56,7 @@ class JobExecutor(Protocol):
     def submit(self, fn: Callable[..., Any], *args: Any, label: str = "") -> JobHandle:
         """Start ``fn(*args)``; arguments made by :meth:`put` arrive as their value."""
 
-    def wait(self, handles: Iterable[JobHandle], timeout_s: float) -> list[JobHandle]:
+    def wait(self, handles: Iterable[JobHandle], timeout_s: float | None) -> list[JobHandle]:
         """The handles that finished (or failed), waiting up to ``timeout_s`` for one."""
 
     def result(self, handle: JobHandle) -> Any:
@@ -100,7 +102,7 @@ class LocalExecutor:
         """Run ``fn(*args)`` in a worker thread."""
         return JobHandle(self._pool.submit(fn, *args), label=label)
 
-    def wait(self, handles: Iterable[JobHandle], timeout_s: float) -> list[JobHandle]:
+    def wait(self, handles: Iterable[JobHandle], timeout_s: float | None) -> list[JobHandle]:
         """Handles whose future is done, waiting up to ``timeout_s`` for the first."""
         by_future = {h.ref: h for h in handles}
         if not by_future:
