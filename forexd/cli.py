@@ -325,7 +325,13 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if request.grid:
         budget = budget_from_config(settings.compute, detect_hardware(), 1)
         ThreadLimiter().apply(budget.blas_threads)
-        result: Any = run_grid(request, workers=budget.train_workers)
+        from forexd.daemon.backends import make_executor  # [compute] backend / --ray
+
+        executor = make_executor(settings.compute, budget, ray_address=args.ray)
+        try:
+            result: Any = run_grid(request, workers=budget.train_workers, executor=executor)
+        finally:
+            executor.close()
     else:
         result = run_backtest(request)
     written = write_report(result, args.report, args.png_dir) if args.report else []

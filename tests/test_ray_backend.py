@@ -192,6 +192,21 @@ def test_cli_search_and_train_run_on_the_cluster_on_real_data(cluster: Any, tmp_
     assert "ray" == trained["backend"]["backend"] and trained["walk_forward"]["folds"]
 
 
+def test_backtest_grid_on_the_cluster_ranks_like_the_local_sweep(cluster: Any) -> None:
+    """`backtest --grid` points as Ray tasks give the same ranking as local threads."""
+    from forexd.backtest import BacktestRequest, run_grid
+    from tests._mlsupport import bundled_frame
+
+    request = BacktestRequest(grid={"fast": (5, 10), "slow": (20, 30)})
+    frames = {"EURUSD": bundled_frame().tail(3000)}
+    local = run_grid(request, frames=frames, workers=2, detail_best=False)
+    on_ray = run_grid(request, frames=frames, executor=_executor(cluster), detail_best=False)
+    assert [(r.params, r.metrics.sharpe) for r in local.rows] == [
+        (r.params, r.metrics.sharpe) for r in on_ray.rows
+    ]
+    assert 2 == on_ray.workers
+
+
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         forexd_cmd(*args), capture_output=True, text=True, env=env, timeout=300, check=False

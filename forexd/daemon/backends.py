@@ -7,6 +7,7 @@ forexd knows which backend it got.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from forexd.config import ComputeConfig
@@ -22,7 +23,7 @@ def make_executor(
     *,
     ray_address: str | None = None,
     use_gpu: bool = False,
-    warn: Callable[[str], None] = lambda _msg: None,
+    warn: Callable[[str], None] | None = None,
 ) -> JobExecutor:
     """The executor the configuration (or ``--ray ADDRESS``, which wins) asks for.
 
@@ -31,7 +32,8 @@ def make_executor(
         budget: this machine's budget (local slots; ``local`` Ray cluster size; BLAS threads).
         ray_address: ``--ray``: use Ray at this address whatever ``backend`` says.
         use_gpu: jobs train torch models on a GPU (one GPU per Ray task where there are).
-        warn: told when an unreachable cluster falls back to local (``ray_fallback``).
+        warn: told when an unreachable cluster falls back to local (``ray_fallback``);
+            default: a ``warning:`` line on stderr (the one-shot commands).
 
     Raises:
         ClusterUnreachableError: the cluster cannot be reached and ``ray_fallback = "error"``.
@@ -52,5 +54,9 @@ def make_executor(
     except ClusterUnreachableError as exc:
         if cfg.ray_fallback != "local":
             raise
-        warn(f'{exc}; running locally instead ([compute] ray_fallback = "local")')
+        message = f'{exc}; running locally instead ([compute] ray_fallback = "local")'
+        if warn is None:
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            warn(message)
         return LocalExecutor(budget.train_workers, budget.blas_threads)

@@ -125,3 +125,59 @@ class LocalExecutor:
     def close(self) -> None:
         """Wait for running jobs and stop the threads."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def map_jobs(
+    executor: JobExecutor,
+    fn: Callable[..., Any],
+    shared: Any,
+    items: list[Any],
+    timeout_s: float | None = None,
+) -> list[Any]:
+    """``[fn(shared, item) for item in items]`` on ``executor``, in order.
+
+    ``shared`` is put once (``executor.put``); at most ``executor.slots`` jobs are in flight.
+
+    Raises:
+        JobTimeoutError: a job ran longer than ``timeout_s`` (it is cancelled).
+        Exception: the first error a job raised (the jobs still in flight are cancelled).
+    """
+    ref = executor.put(shared)
+    results: list[Any] = [None] * len(items)
+    in_flight: dict[JobHandle, int] = {}
+    queue = list(enumerate(items))[::-1]
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < executor.slots:
+                index, item = queue.pop()
+                in_flight[executor.submit(fn, ref, item, label=f"item {index}")] = index
+            for handle in executor.wait(list(in_flight), timeout_s):
+                results[in_flight.pop(handle)] = executor.result(handle)
+            now = time.monotonic()
+            for handle in in_flight:
+                if timeout_s is not None and now - handle.started_monotonic > timeout_s:
+                    raise JobTimeoutError(f"{handle.label} ran past {timeout_s:g} s; cancelled")
+    finally:
+        for handle in in_flight:
+            executor.cancel(handle)
+    return results
+
+
+def run_one(
+    executor: JobExecutor, fn: Callable[..., Any], *args: Any, timeout_s: float | None, what: str
+) -> Any:
+    """``fn(*args)`` on ``executor``; past ``timeout_s`` it is cancelled.
+
+    Raises:
+        JobTimeoutError: it ran longer than ``timeout_s`` (naming ``what`` and where).
+        Exception: what the job raised.
+    """
+    handle = executor.submit(fn, *args, label=what)
+    if not executor.wait([handle], timeout_s):
+        executor.cancel(handle)
+        where = executor.describe().get("address", executor.backend)
+        raise JobTimeoutError(
+            f"{what} on {where} ran past [compute] task_timeout_s = {timeout_s:g} s "
+            "and was cancelled"
+        )
+    return executor.result(handle)
