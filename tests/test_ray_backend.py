@@ -213,30 +213,49 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _running_task_on(node: Any) -> bool:
+    """Whether a worker of ``node``'s raylet is executing a job (its title is set by Ray)."""
+    import psutil
+
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    for child in raylet.children(recursive=True):
+        try:
+            if "ray::run_capped" in " ".join(child.cmdline()):
+                return True
+        except psutil.Error:  # a worker that exited meanwhile
+            continue
+    return False
+
+
 def test_node_killed_mid_search_tasks_are_retried_and_the_search_completes(
     cluster: Any, tmp_path: Path
 ) -> None:
-    """A third node dies while trials run on it; they re-run elsewhere; the plan is met."""
+    """A third node dies while a trial runs on it; the trial re-runs elsewhere; plan met."""
     extra = cluster.add_node(**NODE)
     cluster.wait_for_nodes()  # its CPU is in the cluster's resources before slots are read
     executor = _executor(cluster)
     assert 3 == executor.slots
-    first_done = threading.Event()
-    killed: list[bool] = []
+    killed = threading.Event()
 
-    def on_trial(done: int, value: float | None) -> None:
-        if not killed:  # every slot is busy now, one of them on the extra node
-            killed.append(True)
-            first_done.set()
+    def kill_when_busy() -> None:
+        deadline = time.monotonic() + 180
+        # Wait on the event itself: a worker of the extra node executing a trial.
+        while not _running_task_on(extra) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if time.monotonic() < deadline:
             cluster.remove_node(extra, allow_graceful=False)
+            killed.set()
 
+    killer = threading.Thread(target=kill_when_busy, daemon=True)
+    killer.start()
     result = run_search(
         bundled_candles(1500), BASE, symbol="EURUSD", pip_size=0.0001, study_dir=tmp_path,
         study_name="kill", trials=6, kinds=("hist_gradient_boosting",), train_workers=1,
-        blas_threads=1, bars_per_year=6000.0, executor=executor, on_trial=on_trial,
+        blas_threads=1, bars_per_year=6000.0, executor=executor,
     )  # fmt: skip
-    assert first_done.is_set()
-    assert (6, 0) == (result.trials_total, result.failed_this_run)
+    killer.join(timeout=5)
+    assert killed.is_set(), "no trial ever ran on the extra node"
+    assert (6, 6, 0) == (result.trials_total, result.trials_this_run, result.failed_this_run)
 
 
 def test_unreachable_cluster_is_exit_2_naming_the_address(tmp_path: Path) -> None:
