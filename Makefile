@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	# torch (the `torch` extra) so the mlp/gru tests run: 2.13.0 is the CPU build served here.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,torch]'
+	# ray (the `ray` extra) so tests/test_ray_backend.py runs its real two-node cluster.
+	$(PIP) install -e '.[dev,torch,ray]'
 	touch $@ $(VENV)/.installed
 
 # Tests that open the HTML report in Chromium and verify the systemd units need Debian's
