@@ -31,6 +31,9 @@ CTL_COMMANDS = (
     "flatten",
     "reload",
     "logs",
+    "jobs",
+    "train",
+    "cancel",
 )
 IMPORT_FORMATS = ("auto", "histdata", "oanda-lean", "csv")
 LOGS_POLL_S = 0.5
@@ -77,6 +80,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     ctl.add_argument("--yes", action="store_true", help="flatten: confirm closing positions")
     ctl.add_argument("--follow", action="store_true", help="logs: keep printing new lines")
     ctl.add_argument("--symbol", help="logs: only this symbol's lines")
+    ctl.add_argument("--lookback-candles", type=int, help="train: candles for this job only")
     ctl.add_argument("--json", action="store_true", help="machine-readable output")
     _add_location(ctl)
 
@@ -230,6 +234,13 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
         from forexd.daemon.render import print_status
 
         print_status(result)
+    elif args.action == "jobs":
+        for j in result["jobs"]:  # one line per job; --json has every field
+            print(
+                f"{j['id']}  {j['symbol']:7} {j['kind']:8} {j['state']:9} "
+                f"{j['progress']:5.0%} {j['phase']:11} {j['backend']}@{j['node']}"
+                + (f"  {j['error']}" if j["error"] else "")
+            )
     else:
         print(json.dumps(result))
     return 0
@@ -275,6 +286,13 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             raise ConfigError('ctl risk resume needs --note "who and why" for the audit log')
         symbol = args.rest[1].upper() if len(args.rest) == 2 else None
         return "risk_resume", {"symbol": symbol, "note": args.note}
+    if args.action == "train" and len(args.rest) == 1:
+        return "train", {"symbol": args.rest[0], "lookback_candles": args.lookback_candles}
+    if args.action == "cancel" and len(args.rest) == 1:
+        return "cancel", {"job": args.rest[0]}
+    if args.action in ("train", "cancel"):
+        what = "SYMBOL [--lookback-candles N]" if args.action == "train" else "JOB"
+        raise ConfigError(f"usage: forexd ctl {args.action} {what}")
     if args.action in ("retrain", "pause", "resume"):
         if len(args.rest) != 1:
             raise ConfigError(f"usage: forexd ctl {args.action} SYMBOL")

@@ -39,6 +39,7 @@ from forexd.daemon.compute import ComputePool
 from forexd.daemon.control import ControlServer
 from forexd.daemon.handlers import register_handlers
 from forexd.daemon.hardware import detect_hardware
+from forexd.daemon.jobs import TrainingJobs
 from forexd.daemon.logsetup import get_logger
 from forexd.daemon.looplag import LoopLagMonitor
 from forexd.daemon.metrics import serve_metrics
@@ -95,6 +96,7 @@ class Daemon:
         self.budget = budget_from_config(
             settings.compute, self.hardware, max(1, len(settings.active_symbols))
         )
+        self.jobs = TrainingJobs()  # ctl jobs / train / cancel (daemon/jobs.py)
         self.pool = ComputePool(
             self.budget.train_workers,
             self.budget.max_concurrent_symbols,
@@ -162,7 +164,12 @@ class Daemon:
             equity_every_bars=self.settings.equity_snapshot_every_bars,
             risk=self.risk,
             train_ctx=TrainContext(
-                self.pool, self.paths, self.budget, self.writer, get_logger("trainer")
+                self.pool,
+                self.paths,
+                self.budget,
+                self.writer,
+                get_logger("trainer"),
+                jobs=self.jobs,
             ),
         )
         await tg.start(self.lag.run)

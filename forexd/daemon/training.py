@@ -14,6 +14,7 @@ from typing import Any
 
 from forexd.daemon.budget import ComputeBudget
 from forexd.daemon.compute import ComputePool
+from forexd.daemon.jobs import TrainingJobs
 from forexd.daemon.paths import DaemonPaths
 from forexd.storage.db import StorageWriter
 
@@ -27,3 +28,4 @@ class TrainContext:
     budget: ComputeBudget
     writer: StorageWriter | None
     log: Any
+    jobs: TrainingJobs | None = None  # the daemon's job queue (ctl jobs); None offline

@@ -285,20 +285,44 @@ class MlStrategy:
 
         cycle_id = f"{symbol}-{secrets.token_hex(4)}"
         log = ctx.log.bind(symbol=symbol, cycle_id=cycle_id)
+        # The daemon's job queue (daemon/jobs.py): this cycle is a job ctl jobs shows.
+        jobs = getattr(ctx, "jobs", None)
+        kind = "operator" if reason == "operator" else "retrain"
+        job = (
+            None
+            if jobs is None
+            else jobs.adopt(symbol, kind, timeout_s=self.params.train_timeout_s)
+        )
+        if jobs is not None and job is None:
+            log.info("training_cycle_skipped", reason="its job was cancelled while queued")
+            return
 
         def on_phase(name: str) -> None:  # from the worker thread
             self._set_phase(name)
             log.info("training_phase", phase=name)
+            if jobs is not None and job is not None:
+                jobs.set_phase(job.id, name)
 
-        handle = CycleHandle(cycle_id, on_phase)
+        progress = None
+        if jobs is not None and job is not None:
+            progress = functools.partial(jobs.set_progress, job.id)
+        handle = CycleHandle(cycle_id, on_phase, progress)
+        scope = anyio.CancelScope()
+        if jobs is not None and job is not None:
+            jobs.on_cancel(job.id, scope.cancel)
         self._cycles += 1
         self._cycle_id, self._state = handle.cycle_id, "queued"
         started = time.perf_counter()
         log.info("training_cycle_started", reason=reason, until=ns_to_iso(history.last.ts))
         outcome: dict[str, Any] = {"cycle_id": handle.cycle_id, "reason": reason}
         try:
-            outcome |= await self._run(ctx, handle, symbol, history, log)
-            self._last_error = None
+            lookback = None if job is None else job.lookback_candles
+            with scope:
+                outcome |= await self._run(ctx, handle, symbol, history, log, lookback)
+            if scope.cancelled_caught:
+                outcome["error"] = self._fail(log, handle, "cancelled (ctl cancel)")
+            else:
+                self._last_error = None
         except JobTimeoutError as exc:
             outcome["error"] = self._fail(log, handle, f"training timed out: {exc}")
         except ForexdError as exc:
@@ -309,6 +333,8 @@ class MlStrategy:
         finally:
             handle.abandon()  # on cancellation too: the worker stops at its next check
             self._state = "idle"
+            if jobs is not None and job is not None:
+                jobs.finish(job.id, error=outcome.get("error"), outcome=outcome.get("decision"))
         # Only reached when not cancelled: a shutdown does not wait for cleanup.
         report = await anyio.to_thread.run_sync(run_cleanup)
         outcome |= {
@@ -331,7 +357,13 @@ class MlStrategy:
         return message
 
     async def _run(
-        self, ctx: Any, handle: CycleHandle, symbol: str, history: BarHistory, log: Any
+        self,
+        ctx: Any,
+        handle: CycleHandle,
+        symbol: str,
+        history: BarHistory,
+        log: Any,
+        lookback: int | None = None,
     ) -> dict[str, Any]:
         from forexd.models.promotion import Champion
         from forexd.storage.model_registry import ModelRegistry
@@ -346,10 +378,13 @@ class MlStrategy:
             from forexd.models.device import choose_device
 
             device = choose_device(self.params.device)
+        params = self.params  # ctl train --lookback-candles N: this cycle only
+        if lookback is not None:
+            params = params.model_copy(update={"lookback_candles": lookback})
         if ctx.pool.executor == "processes":
             job: Any = functools.partial(
                 training_job_in_process,
-                self.params,
+                params,
                 ctx.paths,
                 ctx.budget,
                 handle.cycle_id,
@@ -361,7 +396,7 @@ class MlStrategy:
         else:
             job = functools.partial(
                 training_job,
-                self.params,
+                params,
                 ctx,
                 registry,
                 handle,
