@@ -333,8 +333,11 @@ class MlStrategy:
         finally:
             handle.abandon()  # on cancellation too: the worker stops at its next check
             self._state = "idle"
-            if jobs is not None and job is not None:
-                jobs.finish(job.id, error=outcome.get("error"), outcome=outcome.get("decision"))
+            if jobs is not None and job is not None:  # a shutdown leaves no model_id either
+                error = outcome.get("error")
+                if error is None and "model_id" not in outcome:
+                    error = "interrupted: the daemon is stopping"
+                jobs.finish(job.id, error=error, outcome=outcome.get("decision"))
         # Only reached when not cancelled: a shutdown does not wait for cleanup.
         report = await anyio.to_thread.run_sync(run_cleanup)
         outcome |= {
