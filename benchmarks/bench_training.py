@@ -11,7 +11,7 @@ Prints JSON with, for the machine it runs on:
     BLAS/OpenMP capped at ``blas_threads``) versus a naive ``ThreadPoolExecutor(os.cpu_count())``
     with uncapped BLAS; wall time, ratio and peak OS threads. Each variant runs in its own
     subprocess so thread caps cannot leak from one into the other.
-(c) RSS over 30 consecutive real training cycles (``MlStrategy.train_cycle``: store read,
+(c) RSS over 30 consecutive real training cycles (``ModelTrainer.train_cycle``: store read,
     walk-forward, fit, comparison, artifact, registry) with and without the cleanup hooks;
     growth from cycle 5 to cycle 30. One subprocess per variant.
 
@@ -195,21 +195,27 @@ def part_rss(cleanup: bool, cycles: int) -> dict[str, Any]:
     import structlog
 
     from forexd.daemon import cleanup as cleanup_mod
+    from forexd.daemon import trainer as trainer_mod
     from forexd.daemon.compute import ComputePool
     from forexd.daemon.paths import DaemonPaths
     from forexd.daemon.threads import ThreadLimiter
+    from forexd.daemon.trainer import ModelTrainer
     from forexd.daemon.training import TrainContext
     from forexd.domain import Bar, get_instrument
     from forexd.domain.bars import BarHistory
     from forexd.feeds.loaders import bundled_sample_path, load_candles
     from forexd.storage.db import open_sync
-    from forexd.strategies import build_strategy, ml
+    from forexd.strategies import build_strategy
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # quiet
     if not cleanup:
         before = psutil.Process().memory_info().rss / 2**20
         noop = cleanup_mod.CleanupReport(before, before, (), ())
-        ml.run_cleanup = lambda: noop  # type: ignore[assignment]
+        trainer_mod.run_cleanup = lambda: noop  # type: ignore[attr-defined]
+
+    async def _keep(champion: Any) -> None:  # the benchmark trades nothing
+        return None
+
     budget = _budget()
     ThreadLimiter().apply(budget.blas_threads)
     frame = load_candles(bundled_sample_path(), "oanda-lean")
@@ -224,7 +230,8 @@ def part_rss(cleanup: bool, cycles: int) -> dict[str, Any]:
         conn.close()
         ctx = TrainContext(ComputePool(1, 1), paths, budget, None, structlog.get_logger())
         strategy = build_strategy("ml", {"lookback_candles": 2000, "model": RF})
-        strategy.restore(ctx, "EURUSD")  # type: ignore[attr-defined]
+        trainer = ModelTrainer(ctx, "EURUSD", strategy.params, _keep)  # type: ignore[attr-defined]
+        trainer.restore()
         history = BarHistory(get_instrument("EURUSD"), strategy.warmup_bars + 8)
         rss: list[float] = []
         proc = psutil.Process()
@@ -235,13 +242,13 @@ def part_rss(cleanup: bool, cycles: int) -> dict[str, Any]:
             for _ in range(cycles):
                 for r in frame.iloc[end - history.capacity : end].itertuples(index=False):
                     history.append(Bar("EURUSD", int(r.ts), r.open, r.high, r.low, r.close))
-                await strategy.train_cycle(ctx, history, "bench")  # type: ignore[attr-defined]
+                await trainer.train_cycle(history.times(), "bench")
                 rss.append(round(proc.memory_info().rss / 2**20, 1))
                 end += step
 
         started = time.perf_counter()
         anyio.run(cycles_loop)
-        errors = strategy.training_stats()["last_error"]  # type: ignore[attr-defined]
+        errors = trainer.stats()["last_error"]
     return {
         "cleanup": cleanup,
         "cycles": cycles,

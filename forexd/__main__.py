@@ -1,12 +1,15 @@
 """``python -m forexd``.
 
 Guarded: anyio's spawned worker processes (``compute.executor = "processes"``) import the
-parent's ``__main__`` under another name, and must not run the CLI again.
+parent's ``__main__`` under another name, and must not run the CLI again. Ctrl-C while the
+CLI itself is still being imported exits quietly, like Ctrl-C anywhere else in it.
 """
 
 import sys
 
-from forexd.cli import main
-
 if __name__ == "__main__":
+    try:
+        from forexd.cli import main
+    except KeyboardInterrupt:
+        sys.exit(0 if "run" in sys.argv[1:2] else 130)
     sys.exit(main())

@@ -41,7 +41,8 @@ STORE_SOURCE = "store"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False (integrity, issue 10): an `inf` balance or cost is never meant.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ComputeConfig(_Section):
@@ -80,6 +81,25 @@ class OandaConfig(_Section):
     environment: Literal["practice", "live"] = "practice"
     api_url: str | None = Field(None, description="override the REST base URL (tests)")
     stream_url: str | None = Field(None, description="override the streaming base URL")
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="read timeout of one REST request; then it is retried"
+    )
+    account_refresh_s: float = Field(
+        5.0, gt=0, le=3600, description="account summary refresh period (never per bar)"
+    )
+    absent_after_s: float = Field(
+        60.0,
+        ge=5,
+        le=86400,
+        description="an order with a lost answer that OANDA's records still lack this long "
+        "after sending is taken as never executed",
+    )
+    drift_check_s: float = Field(
+        30.0, gt=0, le=86400, description="positions compared with the broker this often"
+    )
+    drift_policy: Literal["halt", "adopt"] = Field(
+        "halt", description="on a position mismatch: halt (reduce-only) or adopt the broker's"
+    )
 
 
 class BrokerConfig(_Section):
@@ -150,6 +170,12 @@ class ActorConfig(_Section):
     restart_backoff_max_s: float = Field(30.0, gt=0)
     max_crashes: int = Field(5, ge=1, description="crashes within the window before `failed`")
     crash_window_s: float = Field(300.0, gt=0)
+    max_bar_age_bars: float = Field(
+        1.0,
+        gt=0,
+        description="live feeds: a bar arriving more than this many bar periods after its "
+        "close only warms the strategy (never traded)",
+    )
 
 
 class ControlConfig(_Section):

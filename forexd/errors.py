@@ -7,6 +7,9 @@ an exit code; nothing else in the package exits the process.
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 def first_leaf(exc: BaseException) -> BaseException:
     """The first real error inside (possibly nested) exception groups, or ``exc`` itself.
@@ -19,6 +22,16 @@ def first_leaf(exc: BaseException) -> BaseException:
         if not isinstance(inner, tuple) or not inner:
             return exc
         exc = inner[0]
+
+
+def quiet_broken_pipe() -> None:
+    """After a reader closed our stdout (``forexd config check | head``): say nothing more.
+
+    Points stdout at the null device so the interpreter's final flush cannot raise a
+    second ``BrokenPipeError`` (the recipe of the Python ``signal`` docs).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 class ForexdError(Exception):
@@ -57,6 +70,25 @@ class ControlError(ForexdError):
 
 class StorageError(ForexdError):
     """The SQLite store is unusable (corrupt, from a newer version, locked for too long)."""
+
+
+class DiskFullError(StorageError):
+    """The filesystem holding the data directory is full; nothing half-written was kept.
+
+    Its own exit code (6) so that a supervisor (systemd, a script) can tell "free some
+    space" from a damaged state (5) or a bad input (2).
+    """
+
+    exit_code = 6
+
+
+def disk_full(what: object, exc: BaseException) -> DiskFullError:
+    """The one message for a full disk: what could not be written and what to do."""
+    return DiskFullError(
+        f"disk full: {what} could not be written ({exc}); forexd stopped so that nothing "
+        "is half-written, and everything committed before is intact. Free space on the "
+        "filesystem holding the data directory (`df -h`), then start forexd again"
+    )
 
 
 class BrokerError(ForexdError):

@@ -11,9 +11,17 @@ closes and candles in the ``fake_oanda_*`` modules beside it.
 
 Fault hooks for tests: :meth:`FakeOanda.reject_next_order`, :meth:`cancel_next_order`,
 :meth:`drop_next_order` (close the connection before or after executing),
-:meth:`delay_next_order_response`, :meth:`fail_next` (any status on any path),
-:meth:`silence_streams`, :meth:`cut_streams` and :meth:`refuse_streams`. The market moves
-only when a test pushes a price or a heartbeat, so results are deterministic.
+:meth:`delay_next_order_response`, :meth:`execute_next_order_late` (the order runs only
+after the client has given up on the answer), :meth:`fail_next` (any status on any
+path), :meth:`outage` (503 on matching paths for a span of seconds),
+:meth:`silence_streams`, :meth:`cut_streams`, :meth:`refuse_streams` (503, or 401 as
+for a revoked token) and :meth:`open_outside` (a position opened by hand, not through
+forexd). The market moves only when a test pushes a price or a heartbeat, so results
+are deterministic. Which source each behaviour follows is listed in docs/oanda.md.
+
+(About 590 lines, over the house ~400: the HTTP routing, the stream pump and the fault
+hooks share the server's lock and queues; the account, orders, closes and candles are
+already in the ``fake_oanda_*`` modules.)
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from tests.fake_oanda_book import SPECS, Book, render
 from tests.fake_oanda_candles import candles
 from tests.fake_oanda_close import close_position, close_trade
-from tests.fake_oanda_orders import create_order
+from tests.fake_oanda_orders import create_order, execute
 
 TOKEN = "fake-oanda-token-3f9c2a"
 ACCOUNT_ID = "101-004-1234567-001"
@@ -92,6 +100,7 @@ class FakeOanda:
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self._stop = threading.Event()
+        self._release = threading.Event()
         self._streams: list[_Stream] = []
         self._faults: list[_Fault] = []
         self._order_faults: deque[tuple[str, float]] = deque()
@@ -193,12 +202,75 @@ class FakeOanda:
             self._silent = silent
 
     _silent = False
-    _refusing = False
+    _refusing = 0
 
-    def refuse_streams(self, refuse: bool = True) -> None:
-        """New stream connections get 503 while refusing (open ones are not touched)."""
+    def refuse_streams(self, refuse: bool = True, *, status: int = 503) -> None:
+        """New stream connections get ``status`` while refusing (open ones are untouched).
+
+        ``status=401`` answers as for a revoked token (``errorMessage`` only, §1).
+        """
         with self.lock:
-            self._refusing = refuse
+            self._refusing = status if refuse else 0
+
+    def execute_next_order_late(self, after_s: float | None = None) -> None:
+        """Hold the next order POST, *then* execute and answer it.
+
+        It is held ``after_s`` seconds, or until :meth:`release_held_orders` when
+        ``after_s`` is ``None`` (a test decides when OANDA gets to it). Until then OANDA
+        has no record of it (no transaction, ``@clientID`` answers 404); a client whose
+        read timeout is shorter loses the answer to an order that fills.
+        """
+        with self.lock:
+            self._order_faults.append(("late", -1.0 if after_s is None else after_s))
+
+    def release_held_orders(self) -> None:
+        """Let orders held by ``execute_next_order_late()`` (no delay given) execute."""
+        self._release.set()
+
+    def outage(self, seconds: float | None, *path_parts: str, status: int = 503) -> None:
+        """Answer ``status`` to every request whose path contains one of ``path_parts``
+        (any path when none is given) for the next ``seconds`` (wall clock), or until
+        :meth:`end_outage` when ``seconds`` is ``None``."""
+        until = float("inf") if seconds is None else time.monotonic() + seconds
+        with self.lock:
+            self._outage = (until, path_parts or ("",), status)
+
+    def end_outage(self) -> None:
+        """OANDA answers again."""
+        with self.lock:
+            self._outage = None
+
+    _outage: tuple[float, tuple[str, ...], int] | None = None
+
+    def open_outside(self, instrument: str, units: int) -> dict[str, Any]:
+        """Fill a market order placed outside forexd (by hand: no client extensions)."""
+        with self.lock:
+            created = execute(
+                self.book,
+                instrument,
+                Decimal(units),
+                create_fields={"reason": "CLIENT_ORDER", "timeInForce": "FOK"},
+                fill_reason="MARKET_ORDER",
+                targets=None,
+            )
+            assert "fill" in created, created
+            return created["fill"]
+
+    def net_units(self, instrument: str) -> int:
+        """The account's net position in ``instrument`` (what ``/openPositions`` sums)."""
+        with self.lock:
+            return int(
+                sum(t.current_units for t in self.book.open_trades() if t.instrument == instrument)
+            )
+
+    def fills_for(self, wire_id_part: str) -> list[dict[str, Any]]:
+        """``ORDER_FILL`` transactions whose client order id contains ``wire_id_part``."""
+        with self.lock:
+            return [
+                t
+                for t in self.book.transactions
+                if t["type"] == "ORDER_FILL" and wire_id_part in t.get("clientOrderID", "")
+            ]
 
     def cut_streams(self) -> None:
         """Reset every open stream connection mid-body."""
@@ -245,6 +317,11 @@ class FakeOanda:
             self.auth_headers.append(h.headers.get("Authorization", ""))
             limited = self._rate_limited()
             fault = self._take_fault(path)
+            down = self._outage
+            if down is not None and time.monotonic() >= down[0]:
+                down = self._outage = None
+        if down is not None and any(part in path for part in down[1]):
+            return self._send(h, down[2], {"errorMessage": "fake: service unavailable"}, fmt)
         if limited:
             return self._send(h, 429, {"errorMessage": "Too many requests"}, fmt)
         if fault is not None:
@@ -355,6 +432,13 @@ class FakeOanda:
             fault, arg = self._order_faults.popleft() if self._order_faults else ("", 0.0)
             if fault == "drop_before":
                 return _abort(h)
+        if fault == "late":  # nothing is recorded while the order is held
+            if arg < 0:
+                while not (self._release.is_set() or self._stop.is_set()):
+                    self._release.wait(0.05)
+            else:
+                self._stop.wait(arg)
+        with self.lock:
             self.order_bodies.append(body)
             status, answer = create_order(self.book, body)
             created = answer.get("orderCreateTransaction")
@@ -367,7 +451,8 @@ class FakeOanda:
         extra = {}
         if status == 201 and created is not None:  # §1: a 201 adds Location (form guessed)
             extra["Location"] = f"{self.url}/v3/accounts/{self.account_id}/orders/{created['id']}"
-        self._send(h, status, answer, fmt, extra)
+        with contextlib.suppress(OSError):  # a late answer may find the client gone
+            self._send(h, status, answer, fmt, extra)
 
     def _get_order(self, h: _Handler, args: list[str], q: dict[str, str], b: Any, fmt: str) -> None:
         with self.lock:
@@ -436,8 +521,10 @@ class FakeOanda:
             return self._send(
                 h, 400, {"errorMessage": "Invalid value specified for 'instruments'"}, fmt
             )
+        if self._refusing == 401:
+            return self._send(h, 401, UNAUTHORIZED, fmt)
         if self._refusing:
-            return self._send(h, 503, {"errorMessage": "fake: streams refused"}, fmt)
+            return self._send(h, self._refusing, {"errorMessage": "fake: streams refused"}, fmt)
         stream = _Stream(set(names), fmt)
         with self._changed:
             pending: list[Any] = []

@@ -9,16 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forexd.backtest import (
-    BacktestRequest,
-    add_backtest_arguments,
-    request_from_args,
-    run_backtest,
-    run_grid,
-)
+from forexd.backtest import BacktestRequest, run_backtest, run_grid
 from forexd.backtest.data import symbol_from_path
 from forexd.backtest.request import parse_range
 from forexd.brokers.ledger import CostModel
+from forexd.cli.backtest_args import add_backtest_arguments, request_from_args
 from forexd.errors import ConfigError, DataError
 
 HOUR_NS = 3_600 * 1_000_000_000

@@ -13,7 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forexd.daemon.control import MAX_REQUEST_BYTES, ControlServer, request
+from forexd.daemon.control import (
+    MAX_DEPTH,
+    MAX_REQUEST_BYTES,
+    ControlServer,
+    nesting_depth,
+    request,
+)
 from forexd.daemon.paths import DaemonPaths
 
 pytestmark = pytest.mark.anyio
@@ -25,8 +31,20 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
+# Deep nesting: the recursion limit must never be reachable through the socket.
+deep = st.builds(
+    lambda depth, opener, wrap: (
+        (b'{"v": 1, "cmd": "echo", "args": {"a": ' if wrap else b"")
+        + opener * depth
+        + (b"}}" if wrap else b"")
+    ),
+    st.integers(1, 30_000),
+    st.sampled_from([b"[", b'{"a":', b"[[{}", b'["\\\\"', b'"[']),
+    st.booleans(),
+)
 requests = st.one_of(
     st.binary(max_size=300).filter(lambda b: b"\n" not in b),
+    deep,
     json_values.map(lambda v: json.dumps(v).encode()),
     st.fixed_dictionaries(
         {
@@ -106,8 +124,36 @@ async def test_oversized_and_handler_errors_are_answered(tmp_path: Path) -> None
             tg.cancel_scope.cancel()
 
 
-async def test_tcp_transport_requires_the_token(tmp_path: Path) -> None:
-    """Over loopback TCP a request without the token file's token is forbidden."""
+async def test_a_20000_deep_line_is_refused_before_parsing_and_the_server_survives(
+    tmp_path: Path,
+) -> None:
+    """40 KB of nested brackets (under the size limit) gets too_deep; the next request works."""
+    with tempfile.TemporaryDirectory(prefix="fxf-", dir="/tmp") as tmp:
+        paths = DaemonPaths(Path(tmp), Path(tmp))
+        server = ControlServer(paths, "unix")
+        server.register("echo", _echo)
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.serve)
+            lines = [b"[" * 20_000 + b"]" * 20_000, b'{"v": 1, "cmd": "echo", "args": {}}']
+            assert len(lines[0]) < MAX_REQUEST_BYTES
+            answers = await anyio.to_thread.run_sync(_exchange, paths.socket, lines)
+            assert "too_deep" == answers[0]["error"]["code"]
+            assert answers[1]["ok"]
+            tg.cancel_scope.cancel()
+
+
+def test_nesting_depth_ignores_brackets_inside_strings() -> None:
+    """Brackets in strings (also after escaped quotes) do not count; real ones do."""
+    assert 3 == nesting_depth(b'{"a": [{"b": 1}]}')
+    assert 1 == nesting_depth(b'["[[[", "\\\\"]')
+    assert 1 == nesting_depth(b'["\\"[[[["]')
+    assert MAX_DEPTH + 1 == nesting_depth(b"[" * 20_000)
+
+
+async def test_tcp_token_is_checked_before_any_request_and_a_wrong_one_closes(
+    tmp_path: Path,
+) -> None:
+    """Over loopback TCP the first line must be the token; a wrong one is answered, closed."""
     paths = DaemonPaths(tmp_path, tmp_path)
     server = ControlServer(paths, "tcp")
     server.register("echo", _echo)
@@ -119,12 +165,18 @@ async def test_tcp_transport_requires_the_token(tmp_path: Path) -> None:
         host, port = paths.tcp_endpoint.read_text().split()
         assert "127.0.0.1" == host
 
-        def no_token() -> dict[str, Any]:
+        def guess(first: bytes) -> tuple[dict[str, Any], bytes]:
             with socket.create_connection((host, int(port)), timeout=10) as s:
-                s.sendall(b'{"v": 1, "cmd": "echo", "token": "wrong"}\n')
-                answer: dict[str, Any] = json.loads(s.makefile().readline())
-                return answer
+                # A deep line that would crash a parser, then more guesses on one connection.
+                s.sendall(first + b"\n" + b"wrong-again\n" * 300)
+                reader = s.makefile("rb")
+                answer: dict[str, Any] = json.loads(reader.readline())
+                return answer, reader.read()  # b"" once the server has closed
 
-        denied = await anyio.to_thread.run_sync(no_token)
-        assert "forbidden" == denied["error"]["code"]
+        parsed = server.requests
+        for first in (b"wrong", b"[" * 20_000, b'{"v": 1, "cmd": "echo", "token": "x"}'):
+            denied, rest = await anyio.to_thread.run_sync(guess, first)
+            assert "forbidden" == denied["error"]["code"]
+            assert b"" == rest
+        assert parsed == server.requests  # nothing after a wrong token was parsed
         tg.cancel_scope.cancel()

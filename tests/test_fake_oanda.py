@@ -187,3 +187,83 @@ def test_requests_above_the_configured_rate_get_429() -> None:
         headers = {"Authorization": f"Bearer {fake.token}"}
         statuses = [client.get(f"{ACCT}/summary", headers=headers).status_code for _ in range(4)]
     assert [200, 200, 200, 429] == statuses
+
+
+# -- issue 11: behaviours the daemon's failure handling is tested against ---------------
+
+
+def test_a_late_order_is_unknown_until_it_executes_after_the_read_timeout(
+    fake: FakeOanda, http: httpx.Client
+) -> None:
+    """The POST times out; OANDA has no record of it; then it fills anyway."""
+    fake.execute_next_order_late(1.0)
+    body = {
+        "order": {
+            "type": "MARKET",
+            "instrument": "EUR_USD",
+            "units": "1000",
+            "clientExtensions": {"id": "late-1"},
+        }
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        http.post(f"{ACCT}/orders", json=body, timeout=0.2)
+    before = http.get(f"{ACCT}/orders/@late-1")
+    assert (404, "NO_SUCH_ORDER") == (before.status_code, before.json()["errorCode"])
+    assert [] == fake.fills_for("late-1")
+    fake.wait_for_served("/orders", 1, timeout=5.0)
+    assert ["1000"] == [t["units"] for t in fake.fills_for("late-1")]
+    assert "FILLED" == http.get(f"{ACCT}/orders/@late-1").json()["order"]["state"]
+
+
+def test_a_client_id_of_a_filled_order_is_accepted_again_and_fills_twice(
+    http: httpx.Client, fake: FakeOanda
+) -> None:
+    """CLIENT_ORDER_ID_ALREADY_EXISTS guards pending orders only (spec wording)."""
+    first = market(http, "1000", clientExtensions={"id": "dup-1"})
+    second = market(http, "1000", clientExtensions={"id": "dup-1"})
+    assert (201, 201) == (first.status_code, second.status_code)
+    assert 2 == len(fake.fills_for("dup-1"))
+    assert 2000 == fake.net_units("EUR_USD")
+
+
+def test_a_fresh_order_is_not_found_by_client_id_during_the_lookup_lag() -> None:
+    """§7: right after creation @clientID answers 404, then the order."""
+    with FakeOanda(lookup_lag_s=0.5) as fake:
+        fake.push_price("EUR_USD", START_NS, "1.10000", "1.10020")
+        headers = {"Authorization": f"Bearer {fake.token}"}
+        with httpx.Client(base_url=fake.url, headers=headers, timeout=5.0) as http:
+            assert 201 == market(http, "1000", clientExtensions={"id": "lag-1"}).status_code
+            assert 404 == http.get(f"{ACCT}/orders/@lag-1").status_code
+            got = http.get(f"{ACCT}/orders/@lag-1")
+            while got.status_code == 404:  # the lag is on the fake's wall clock
+                got = http.get(f"{ACCT}/orders/@lag-1")
+            assert "FILLED" == got.json()["order"]["state"]
+
+
+def test_an_outage_answers_503_on_matching_paths_until_it_ends(
+    fake: FakeOanda, http: httpx.Client
+) -> None:
+    """503 on every matching endpoint for the span; other paths keep working."""
+    fake.outage(0.5, "/summary")
+    assert 503 == http.get(f"{ACCT}/summary").status_code
+    assert 200 == http.get(f"{ACCT}/openPositions").status_code
+    while http.get(f"{ACCT}/summary").status_code == 503:
+        pass  # ends on the fake's clock, 0.5 s after it began
+    assert 200 == http.get(f"{ACCT}/summary").status_code
+
+
+def test_a_stream_reconnect_can_be_refused_with_401(fake: FakeOanda, http: httpx.Client) -> None:
+    """A revoked token: the stream answers 401 with only an errorMessage."""
+    fake.refuse_streams(status=401)
+    got = http.get(f"{ACCT}/pricing/stream", params={"instruments": "EUR_USD"})
+    assert (401, UNAUTHORIZED) == (got.status_code, got.json())
+
+
+def test_a_position_opened_outside_shows_in_open_positions(
+    fake: FakeOanda, http: httpx.Client
+) -> None:
+    """A hand-placed order: no client extensions, visible in /openPositions."""
+    fill = fake.open_outside("EUR_USD", -4000)
+    assert "clientOrderID" not in fill
+    pos = http.get(f"{ACCT}/openPositions").json()["positions"]
+    assert [("EUR_USD", "-4000")] == [(p["instrument"], p["short"]["units"]) for p in pos]

@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from forexd.cli.app import build_parser
+from forexd.cli.ctl import ctl_request
+from forexd.cli.ctl_render import renderer
 from forexd.daemon.jobs import KEEP_FINISHED, TrainingJobs, UnknownJobError
-from forexd.errors import ForexdError
+from forexd.errors import ConfigError, ForexdError
 from tests.daemon_proc import DaemonProc
 from tests.test_ml_e2e import HGB, SLOW, _live, stored_dir  # noqa: F401 - the fixture
 
@@ -84,6 +87,46 @@ def test_history_keeps_only_the_recent_finished_jobs() -> None:
     assert KEEP_FINISHED + 1 == len(jobs.list())
 
 
+def _drawn(action: str, result: dict[str, Any]) -> str:
+    from rich.console import Console
+
+    console = Console(record=True, width=160)
+    renderer(action, result)(console)
+    return console.export_text()
+
+
+def test_ctl_train_and_cancel_parse_into_their_protocol_requests() -> None:
+    """ctl train SYMBOL --lookback-candles N / ctl cancel JOB: the request the daemon gets."""
+    parser = build_parser("ctl")
+    args = parser.parse_args(["ctl", "train", "eurusd", "--lookback-candles", "1500"])
+    assert ("train", {"symbol": "EURUSD", "lookback_candles": 1500}) == ctl_request(args)
+    args = parser.parse_args(["ctl", "cancel", "job-7"])
+    assert ("cancel", {"job": "job-7"}) == ctl_request(args)
+    with pytest.raises(ConfigError, match="--lookback-candles must be at least 1"):
+        ctl_request(parser.parse_args(["ctl", "train", "EURUSD", "--lookback-candles", "0"]))
+
+
+def test_ctl_jobs_train_and_cancel_are_drawn_for_people() -> None:
+    """Human output: a row per job with state, progress and error; a sentence for train/cancel."""
+    jobs = TrainingJobs()
+    queued = jobs.submit("EURUSD", "operator", timeout_s=60.0, lookback=1500)
+    running = jobs.adopt("EURUSD", "operator", timeout_s=60.0)
+    assert running is not None and running.id == queued.id
+    jobs.set_progress(running.id, 1, 4)
+    failed = jobs.submit("GBPUSD", "operator", timeout_s=60.0)
+    jobs.cancel(failed.id)
+    table = _drawn("jobs", {"jobs": jobs.list()})
+    row = next(line for line in table.splitlines() if queued.id in line)
+    assert "EURUSD" in row and "running" in row and "25%" in row and "local@" in row
+    assert any(failed.id in line and "cancelled" in line for line in table.splitlines())
+    assert "no training jobs yet" in _drawn("jobs", {"jobs": []})
+    said = _drawn("train", {"job": queued.to_dict()})
+    assert f"job {queued.id} queued: EURUSD trains on the latest 1500 candles" in said
+    assert f"forexd ctl cancel {queued.id}" in said
+    said = _drawn("cancel", {"job": jobs.list()[-1]})
+    assert f"job {failed.id} (GBPUSD) cancelled" in said
+
+
 def _jobs(d: DaemonProc) -> list[dict[str, Any]]:
     res = d.ctl("jobs", "--json")
     assert 0 == res.returncode, res.stderr
@@ -110,6 +153,8 @@ def test_ctl_train_is_a_job_with_progress_that_ends_done(
         job["kind"], job["state"], job["progress"], job["lookback_candles"], job["backend"]
     )  # fmt: skip
     assert job["started_at"] is not None and job["timeout_s"] > 0
+    human = d.ctl("jobs")  # the same job as a table row for people
+    assert 0 == human.returncode and job_id in human.stdout and "done" in human.stdout
     assert 0 == d.signal(signal.SIGTERM)
 
 

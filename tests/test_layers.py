@@ -48,9 +48,10 @@ FORBIDDEN_FOREXD = (
 # Heavy libraries load lazily, where a model of that kind is built (HELPERS/STYLE rules).
 HEAVY_LIBRARIES = ("torch", "ray", "optuna", "matplotlib", "stable_baselines3", "sb3_contrib")
 # What each pure package may import from forexd (DESIGN.md "Layers"; forexd.errors,
-# forexd.fsutil and the package root count as domain). strategies -> features, models is
-# the ML strategy reading its champion: disagreement 4 in docs/architecture.md.
-BASE = {"errors", "fsutil"}
+# forexd.extras (the optional-import helper), forexd.fsutil and the package root count as
+# domain). strategies -> features, models is the ML strategy reading its champion:
+# disagreement 4 in docs/architecture.md.
+BASE = {"errors", "extras", "fsutil"}
 ALLOWED_IMPORTS = {
     "domain": BASE,
     "features": BASE | {"domain"},
@@ -61,26 +62,10 @@ ALLOWED_IMPORTS = {
 LONG_MODULE_LINES = 400
 LONG_MODULE_NOTE = "Why it is over 400 lines:"
 
-PENDING_PURE_MODULES = {
-    "forexd.strategies.ml": "actors branch: training/restore/promotion move out of "
-    "strategies/ml.py to forexd/daemon/ (edge forexd.strategies.ml -> forexd.daemon, "
-    "forexd.storage, anyio)",
-    "forexd.strategies.ml_cycle": "actors branch: the training job moves to forexd/daemon/ "
-    "(edge forexd.strategies.ml_cycle -> forexd.daemon, forexd.storage)",
-}
-PENDING_EDGES = {
-    ("strategies", "daemon"): "actors branch moves training out of strategies/ml*.py "
-    "(strategies/ml.py, ml_cycle.py import forexd.daemon.*)",
-    ("cli_ml", "cli"): "cli branch turns the CLI into one package (cli_ml.py imports cli.py)",
-}
+PENDING_PURE_MODULES: dict[str, str] = {}
+PENDING_EDGES: dict[tuple[str, str], str] = {}
 PENDING_LONG_MODULES = {
-    "forexd/cli.py": "cli branch turns the CLI into a package",
-    "forexd/strategies/ml.py": "actors branch moves training out of MlStrategy",
-    "forexd/actors/symbol.py": "actors branch moves persistence to storage/",
     "forexd/daemon/supervisor.py": "runtime branch reworks start-up and shutdown",
-    "forexd/brokers/oanda.py": "oanda branch gives the OANDA client one home",
-    "forexd/brokers/oanda_api.py": "oanda branch gives the OANDA client one home",
-    "forexd/feeds/oanda.py": "oanda branch gives the OANDA client one home",
 }
 
 

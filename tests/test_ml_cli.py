@@ -1,8 +1,7 @@
-"""``forexd train``, ``search`` and ``models`` through add_ml_commands/dispatch_ml."""
+"""``forexd train``, ``search`` and ``models`` in-process: the parser and the bound handler."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -11,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forexd.cli_ml import add_ml_commands, dispatch_ml
+from forexd.cli import build_parser
+from forexd.cli.output import Output
 from forexd.daemon.pidlock import PidLock
 from forexd.errors import AlreadyRunningError, ConfigError, DataError, ForexdError
+from forexd.extras import MissingExtraError
 from forexd.feeds.loaders import bundled_sample_path
 from forexd.models.errors import (
     ConstantSeriesError,
@@ -28,11 +29,10 @@ SAMPLE = str(bundled_sample_path())
 FAST = ("--lookback-candles", "700")
 
 
-def _run(*argv: str) -> int | None:
-    parser = argparse.ArgumentParser(prog="forexd")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_ml_commands(sub)
-    return dispatch_ml(parser.parse_args(argv))
+def _run(*argv: str) -> int:
+    """Parse and run the bound handler; typed errors propagate (main maps them to exits)."""
+    args = build_parser(argv[0]).parse_args(list(argv))
+    return int(args.handler(args, Output(bool(args.json))))
 
 
 def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
@@ -52,11 +52,6 @@ def config(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return path
-
-
-def test_other_commands_are_not_dispatched() -> None:
-    """dispatch_ml returns None for a command it did not add."""
-    assert dispatch_ml(argparse.Namespace(command="run")) is None
 
 
 def test_train_prints_every_fold_and_the_overall_metrics_as_json(
@@ -106,7 +101,7 @@ def test_registered_model_can_be_listed_shown_and_promoted(
 def test_promote_is_refused_while_a_daemon_runs(
     capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
 ) -> None:
-    """A running daemon (holding the pid lock) keeps its champion: promote says so."""
+    """A running daemon (holding the pid lock) keeps its champion: promote says what to do."""
     data = tmp_path / "d"
     out = _json(
         capsys, "train", "--symbol", "EURUSD", "--data", SAMPLE, "--config", str(config),
@@ -116,7 +111,7 @@ def test_promote_is_refused_while_a_daemon_runs(
     lock = PidLock(data / "run" / "forexd.pid")
     lock.acquire()
     try:
-        with pytest.raises(AlreadyRunningError):
+        with pytest.raises(AlreadyRunningError, match=r"stop it \(forexd ctl stop --data-dir"):
             _run("models", "promote", out["registered"]["model_id"], "--data-dir", str(data))
     finally:
         lock.release()
@@ -221,7 +216,7 @@ def test_cmaes_sampler_runs_or_names_its_package(
         "--sampler", "cmaes",
     )  # fmt: skip
     if importlib.util.find_spec("cmaes") is None:
-        with pytest.raises(ConfigError, match="pip install cmaes"):
+        with pytest.raises(MissingExtraError, match=r"pip install 'forexd\[search\]'"):
             _run(*args)
         return
     out = _json(capsys, *args)

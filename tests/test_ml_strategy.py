@@ -1,4 +1,5 @@
-"""MlStrategy in process: cycles through the compute pool, restore, timeouts, cancellation."""
+"""MlStrategy and its runtime trainer in process: cycles through the compute pool, restore,
+timeouts, cancellation, and the hand-over of champions to the strategy that trades."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ import anyio.lowlevel
 import numpy as np
 import pytest
 
+from forexd.daemon import trainjob
+from forexd.daemon.trainer import ModelTrainer
 from forexd.daemon.training import TrainContext
+from forexd.domain import Bar
+from forexd.errors import DataError
+from forexd.models.champion import LiveChampion
 from forexd.storage.model_registry import ModelRegistry
-from forexd.strategies import build_strategy, ml_cycle
-from forexd.strategies.base import Trainable
+from forexd.strategies import build_strategy
 from forexd.strategies.ml import MlStrategy
 from forexd.strategies.ml_params import MlParams
 from tests._fxdata import one_thread
@@ -55,74 +60,87 @@ def _registry(ctx: TrainContext) -> ModelRegistry:
     return ModelRegistry(ctx.paths.db, ctx.paths.models)
 
 
-async def _trained(ctx: TrainContext, **overrides: Any) -> MlStrategy:
+def _trainer(ctx: TrainContext, strategy: MlStrategy) -> ModelTrainer:
+    """A trainer that hands champions straight to ``strategy`` (the actor does it live)."""
+
+    async def hand_over(live: LiveChampion) -> None:
+        strategy.set_champion(live)
+
+    return ModelTrainer(ctx, "EURUSD", strategy.params, hand_over)
+
+
+def _restored(ctx: TrainContext, **overrides: Any) -> tuple[MlStrategy, ModelTrainer]:
     strategy = _strategy(**overrides)
-    strategy.restore(ctx, "EURUSD")
-    await strategy.train_cycle(ctx, _history(strategy), "test")
-    return strategy
+    trainer = _trainer(ctx, strategy)
+    strategy.set_champion(trainer.restore())
+    return strategy, trainer
+
+
+async def _trained(ctx: TrainContext, **overrides: Any) -> tuple[MlStrategy, ModelTrainer]:
+    strategy, trainer = _restored(ctx, **overrides)
+    await trainer.train_cycle(_history(strategy).times(), "test")
+    return strategy, trainer
 
 
 async def test_first_cycle_promotes_and_a_restart_restores_the_champion(
     ctx: TrainContext,
 ) -> None:
-    """A cycle registers and promotes a champion; a new strategy object loads it back."""
-    strategy = await _trained(ctx)
-    stats = strategy.training_stats()
+    """A cycle registers, promotes and hands over a champion; a new trainer loads it back."""
+    strategy, trainer = await _trained(ctx)
+    stats = trainer.stats()
     assert stats["last_error"] is None, stats
     champion = stats["champion"]
     assert "promoted" == stats["last_cycle"]["decision"]
     assert "idle" == stats["state"]
     record = _registry(ctx).champion_for("EURUSD")
     assert record is not None and champion["model_id"] == record.model_id
+    assert strategy.champion is not None and record.model_id == strategy.champion.model_id
     assert (ctx.paths.models / record.artifact).is_file()
     assert stats["last_cycle"]["rss_after_cleanup_mb"] > 0
 
-    again = _strategy()
-    again.restore(ctx, "EURUSD")
-    assert champion["model_id"] == again.training_stats()["champion"]["model_id"]
+    again, again_trainer = _restored(ctx)
+    assert champion["model_id"] == again_trainer.stats()["champion"]["model_id"]
     history = _history(again)
     assert strategy.decide(history, 0) == again.decide(history, 0)
 
 
 async def test_cycle_reports_queued_training_and_evaluating(ctx: TrainContext) -> None:
     """ctl status sees the cycle's phases in order, ending idle."""
-    strategy = _strategy()
-    strategy.restore(ctx, "EURUSD")
+    strategy, trainer = _restored(ctx)
     seen: list[str] = []
-    original = strategy._set_phase
+    original = trainer._set_phase
 
     def spy(name: str) -> None:
         seen.append(name)
         original(name)
 
-    strategy._set_phase = spy  # type: ignore[method-assign]
+    trainer._set_phase = spy  # type: ignore[method-assign]
     states: list[str] = []
 
     async def watch() -> None:
         while True:
-            states.append(strategy.training_stats()["state"])
+            states.append(trainer.stats()["state"])
             await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
-        await strategy.train_cycle(ctx, _history(strategy), "test")
+        await trainer.train_cycle(_history(strategy).times(), "test")
         tg.cancel_scope.cancel()
     assert ["training", "evaluating"] == seen
     assert "queued" == states[0]
-    assert "idle" == strategy.training_stats()["state"]
+    assert "idle" == trainer.stats()["state"]
 
 
 async def test_no_champion_means_no_trade(ctx: TrainContext) -> None:
     """Before any model is trained, decide() keeps whatever position there is."""
-    strategy = _strategy()
-    strategy.restore(ctx, "EURUSD")
+    strategy, trainer = _restored(ctx)
     assert strategy.decide(_history(strategy), 0) is None
-    assert strategy.training_stats()["champion"] is None
+    assert trainer.stats()["champion"] is None and strategy.champion is None
 
 
 async def test_decide_is_fast_on_the_bar_path(ctx: TrainContext) -> None:
     """With a logistic champion one decision takes well under the 5 ms guard."""
-    strategy = await _trained(ctx)
+    strategy, _ = await _trained(ctx)
     history = _history(strategy)
     strategy.decide(history, 0)
     started = time.perf_counter()
@@ -152,10 +170,11 @@ def test_exit_threshold_above_entry_is_rejected() -> None:
         build_strategy("ml", {"entry_threshold": 0.5, "exit_threshold": 0.6})
 
 
-def test_ml_strategy_is_trainable_and_needs_the_feature_history() -> None:
-    """The registry builds an ml strategy that implements Trainable with a GRU-aware warm-up."""
+def test_ml_strategy_only_decides_and_needs_the_feature_history() -> None:
+    """The strategy has no training, restore or promotion of its own; GRU-aware warm-up."""
     plain = _strategy()
-    assert isinstance(plain, Trainable)
+    for name in ("train_cycle", "restore", "wants_training", "train_in_backtest"):
+        assert not hasattr(plain, name), name
     assert plain.params.features.history_bars == plain.warmup_bars
     gru = MlParams(model={"kind": "gru", "hyperparameters": {"window": 10}})
     assert gru.features.history_bars + 9 == MlStrategy(gru).warmup_bars
@@ -163,13 +182,11 @@ def test_ml_strategy_is_trainable_and_needs_the_feature_history() -> None:
 
 async def test_schedule_waits_for_the_lookback_then_every_n_bars(ctx: TrainContext) -> None:
     """No champion: due once lookback bars are seen; with one: every retrain_every_bars."""
-    cold = _strategy()
-    cold.restore(ctx, "EURUSD")
+    _, cold = _restored(ctx)
     assert [False, True, False, True] == [cold.wants_training(n) for n in (599, 600, 650, 700)]
-    warm = await _trained(ctx)
-    restarted = _strategy()
-    restarted.restore(ctx, "EURUSD")
-    assert warm.training_stats()["champion"] is not None
+    _, warm = await _trained(ctx)
+    _, restarted = _restored(ctx)
+    assert warm.stats()["champion"] is not None
     assert [False, False, True] == [restarted.wants_training(n) for n in (1500, 1599, 1600)]
 
 
@@ -177,16 +194,19 @@ async def test_failed_cycle_is_recorded_and_the_champion_keeps_trading(
     ctx: TrainContext,
 ) -> None:
     """A cycle that cannot train (one-class labels) records the error; nothing escapes."""
-    strategy = await _trained(ctx)
-    champion = strategy.training_stats()["champion"]["model_id"]
-    strategy.params = strategy.params.model_copy(
-        update={"label": strategy.params.label.model_copy(update={"dead_band_pips": 10_000})}
+    strategy, trainer = await _trained(ctx)
+    champion = trainer.stats()["champion"]["model_id"]
+    trainer.retarget(
+        trainer.params.model_copy(
+            update={"label": trainer.params.label.model_copy(update={"dead_band_pips": 10_000})}
+        )
     )
-    await strategy.train_cycle(ctx, _history(strategy), "test")
-    stats = strategy.training_stats()
+    await trainer.train_cycle(_history(strategy).times(), "test")
+    stats = trainer.stats()
     assert "LabelError" in stats["last_error"]
     assert stats["last_cycle"]["error"]
     assert champion == stats["champion"]["model_id"]
+    assert strategy.champion is not None and champion == strategy.champion.model_id
     assert "idle" == stats["state"]
 
 
@@ -194,7 +214,7 @@ async def test_failed_cycle_is_recorded_and_the_champion_keeps_trading(
 def slow_training(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """Replace training by a job that blocks until released (checking for abandonment)."""
     entered, release = threading.Event(), threading.Event()
-    real = ml_cycle.train_challenger
+    real = trainjob.train_challenger
 
     def sleepy(*args: Any, stop: Any, **kwargs: Any) -> Any:
         entered.set()
@@ -202,7 +222,7 @@ def slow_training(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
             stop()  # raises once the loop has abandoned the cycle
         return real(*args, stop=stop, **kwargs)
 
-    monkeypatch.setattr(ml_cycle, "train_challenger", sleepy)
+    monkeypatch.setattr(trainjob, "train_challenger", sleepy)
     yield entered
     release.set()
 
@@ -211,8 +231,8 @@ async def test_timeout_records_an_error_and_keeps_the_champion(
     ctx: TrainContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A job past train_timeout_s is abandoned: error recorded, champion unchanged."""
-    strategy = await _trained(ctx)
-    champion = strategy.training_stats()["champion"]["model_id"]
+    strategy, trainer = await _trained(ctx)
+    champion = trainer.stats()["champion"]["model_id"]
     release = threading.Event()
 
     def sleepy(*args: Any, stop: Any, **kwargs: Any) -> Any:
@@ -220,14 +240,14 @@ async def test_timeout_records_an_error_and_keeps_the_champion(
             stop()
         raise AssertionError("unreachable: the cycle is abandoned first")
 
-    monkeypatch.setattr(ml_cycle, "train_challenger", sleepy)
-    strategy.params = strategy.params.model_copy(update={"train_timeout_s": 0.3})
+    monkeypatch.setattr(trainjob, "train_challenger", sleepy)
+    trainer.retarget(trainer.params.model_copy(update={"train_timeout_s": 0.3}))
     timeouts = ctx.pool.stats().timed_out
     try:
-        await strategy.train_cycle(ctx, _history(strategy), "test")
+        await trainer.train_cycle(_history(strategy).times(), "test")
     finally:
         release.set()
-    stats = strategy.training_stats()
+    stats = trainer.stats()
     assert "timed out" in stats["last_error"]
     assert champion == stats["champion"]["model_id"]
     record = _registry(ctx).champion_for("EURUSD")
@@ -240,15 +260,14 @@ async def test_cancellation_propagates_and_abandons_the_worker(
     ctx: TrainContext, slow_training: threading.Event
 ) -> None:
     """Cancelling a cycle (shutdown) is not swallowed; the worker stops at its next check."""
-    strategy = _strategy()
-    strategy.restore(ctx, "EURUSD")
+    strategy, trainer = _restored(ctx)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(strategy.train_cycle, ctx, _history(strategy), "test")
+        tg.start_soon(trainer.train_cycle, _history(strategy).times(), "test")
         await anyio.to_thread.run_sync(slow_training.wait)
-        assert "training" == strategy.training_stats()["state"]
+        assert "training" == trainer.stats()["state"]
         tg.cancel_scope.cancel()
     assert tg.cancel_scope.cancelled_caught
-    stats = strategy.training_stats()
+    stats = trainer.stats()
     assert "idle" == stats["state"]
     assert stats["last_error"] is None
     assert stats["last_cycle"] is None
@@ -261,32 +280,67 @@ async def test_corrupt_champion_artifact_is_an_error_then_a_cycle_heals_it(
     ctx: TrainContext,
 ) -> None:
     """A damaged champion file: error on the status, no trading, next cycle trains anew."""
-    first = await _trained(ctx)
+    _, first = await _trained(ctx)
     record = _registry(ctx).champion_for("EURUSD")
     assert record is not None
     path = ctx.paths.models / record.artifact
     path.write_bytes(path.read_bytes()[:200])
-    restarted = _strategy()
-    restarted.restore(ctx, "EURUSD")
-    stats = restarted.training_stats()
+    strategy, restarted = _restored(ctx)
+    stats = restarted.stats()
     assert stats["champion"] is None
     assert "corrupt" in stats["last_error"]
-    assert restarted.decide(_history(restarted), 0) is None
+    assert strategy.decide(_history(strategy), 0) is None
     assert restarted.wants_training(1500)  # no usable champion: train at once
-    await restarted.train_cycle(ctx, _history(restarted), "schedule")
-    healed = restarted.training_stats()["champion"]
-    assert healed is not None and healed["model_id"] != first.training_stats()["champion"]
+    await restarted.train_cycle(_history(strategy).times(), "schedule")
+    healed = restarted.stats()["champion"]
+    assert healed is not None and healed["model_id"] != first.stats()["champion"]["model_id"]
+    assert strategy.champion is not None and healed["model_id"] == strategy.champion.model_id
     assert "retired" == _registry(ctx).get(record.model_id).status
 
 
-async def test_restore_without_a_symbol_loads_at_the_first_bar(ctx: TrainContext) -> None:
-    """An actor that does not pass its symbol still gets the champion before deciding."""
-    await _trained(ctx)
+async def test_bar_times_given_to_a_cycle_do_not_change_while_it_waits_for_a_worker(
+    ctx: TrainContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bars appended to the ring buffer while the job waits do not alter the times it got."""
+    strategy, trainer = _restored(ctx)
+    history = _history(strategy)
+    expected = history.times().copy()
+    seen: list[Any] = []
+
+    def capture(db: Any, symbol: str, bar_times: Any, limit: int) -> Any:
+        seen.append(bar_times.copy())
+        raise DataError("captured")
+
+    monkeypatch.setattr(trainjob, "read_training_candles", capture)
+    async with anyio.create_task_group() as tg:
+        await ctx.pool.limiter.acquire()  # the only worker is busy: the job must wait
+        tg.start_soon(trainer.train_cycle, history.times(), "test")
+        while ctx.pool.limiter.statistics().tasks_waiting == 0:
+            await anyio.lowlevel.checkpoint()
+        last = history.last
+        assert last is not None
+        for i in range(1, 2 * history.capacity):  # wraps the ring buffer at least once
+            history.append(Bar("EURUSD", last.ts + i * 3600 * 10**9, 1.0, 1.0, 1.0, 1.0))
+        ctx.pool.limiter.release()
+    assert 1 == len(seen)
+    assert expected.tolist() == seen[0].tolist()
+
+
+def test_a_champion_needing_more_history_than_the_strategy_keeps_is_refused() -> None:
+    """set_champion refuses a model that reads more bars than the window; the old one stays."""
+    from forexd.strategies.ml import ChampionTooShortError
+
+    class _Champ:
+        history_bars = 10_000
+
+    class _Live:
+        champion = _Champ()
+        model_id = "too-long"
+
     strategy = _strategy()
-    strategy.restore(ctx)
-    assert strategy.training_stats()["champion"] is None
-    strategy.decide(_history(strategy), 0)
-    assert strategy.training_stats()["champion"] is not None
+    with pytest.raises(ChampionTooShortError, match="too-long"):
+        strategy.set_champion(_Live())  # type: ignore[arg-type]
+    assert strategy.champion is None
 
 
 @pytest.mark.parametrize("n_models", [1, 2, 3, 8])

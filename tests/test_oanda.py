@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from forexd.brokers.base import AccountSnapshot, BrokerOrderState
 from forexd.brokers.oanda import (
-    HASHED_ID_PREFIX,
     OandaBroker,
     OrderOutcomeUnknownError,
     fill_from_transaction,
@@ -106,7 +105,7 @@ async def test_market_order_fills_at_the_ask_labelled_with_the_client_id(
     ]
     assert expected == fills
     sent = fake.order_bodies[0]["order"]
-    assert {"id": order(1).client_id, "tag": "forexd"} == sent["clientExtensions"]
+    assert {"id": oanda_client_id(order(1).client_id), "tag": "forexd"} == sent["clientExtensions"]
     assert ("MARKET", "EUR_USD", "10000", "FOK") == (
         sent["type"],
         sent["instrument"],
@@ -168,10 +167,10 @@ async def test_cancelled_order_raises_broker_error_with_the_cancel_reason(
     assert {} == await broker.positions()
 
 
-async def test_lost_response_is_recovered_by_lookup_without_resending(
+async def test_lost_response_is_resolved_from_the_transactions_without_resending(
     fake: FakeOanda, broker: OandaBroker
 ) -> None:
-    """The order executes but the connection drops: the fill comes from the lookup."""
+    """The order executes but the connection drops: the fill comes from sinceid."""
     fake.drop_next_order()
     fills = await broker.submit(order(10_000))
     expected = [
@@ -180,38 +179,62 @@ async def test_lost_response_is_recovered_by_lookup_without_resending(
     assert expected == fills
     assert 1 == fake.order_posts
     assert {"EURUSD": 10_000} == await broker.positions()
-    assert 1 == broker.stats().recovered_by_lookup
+    assert (1, 0) == (broker.stats().resolved_filled, broker.stats().unresolved)
 
 
-async def test_lost_response_waits_out_the_read_after_write_404(fake: FakeOanda) -> None:
-    """A fresh order answering 404 for a moment is waited for, not resent."""
-    fake.lookup_lag_s = 0.3
+async def test_lost_response_is_resolved_despite_the_read_after_write_404(
+    fake: FakeOanda,
+) -> None:
+    """A fresh order answering 404 by client id is still found in the transactions."""
+    fake.lookup_lag_s = 5.0
     api = make_api(fake)
-    broker = OandaBroker(api, not_found_grace_s=2.0, lookup_poll_s=0.05)
+    broker = OandaBroker(api)
     fake.drop_next_order()
     fills = await broker.submit(order(10_000))
     await api.aclose()
     assert [10_000] == [f.units for f in fills]
     assert 1 == fake.order_posts
-    assert 0 == broker.stats().resent_after_lookup
 
 
-async def test_order_dropped_before_execution_is_resent_once_proven_absent(
-    fake: FakeOanda, broker: OandaBroker
+async def test_order_dropped_before_execution_is_never_resent_and_released_once_absent(
+    fake: FakeOanda, api: OandaApi
 ) -> None:
-    """No order under the client id after the grace window: the same id is sent again."""
+    """No record of the order: outcome unknown, no resend; released after absent_after_s."""
+    broker = OandaBroker(api, absent_after_s=0.2)
     fake.drop_next_order(before_execute=True)
-    fills = await broker.submit(order(10_000))
+    with pytest.raises(OrderOutcomeUnknownError):
+        await broker.submit(order(10_000))
+    assert ["EURUSD"] == [u.symbol for u in broker.unresolved()]
+    while broker.unresolved():  # each pass asks OANDA; absence counts after 0.2 s
+        await broker.resolve_pending()
+    released = broker.take_released("EURUSD")
+    assert [order(10_000).client_id] == [o.client_id for o, _ in released]
+    assert "no transaction and no order" in released[0][1]
+    assert (1, 0) == (fake.order_posts, len(fake.book.open_trades()))
+
+
+async def test_an_order_executed_after_the_read_timeout_is_resolved_filled_once(
+    fake: FakeOanda,
+) -> None:
+    """OANDA runs the order after the client gave up: one POST, one fill, found later."""
+    api = make_api(fake, timeout_s=0.3)
+    broker = OandaBroker(api, absent_after_s=30.0)
+    fake.execute_next_order_late(1.0)
+    with pytest.raises(OrderOutcomeUnknownError):
+        await broker.submit(order(10_000))
+    fake.wait_for_served("/orders", 1)
+    await broker.resolve_pending()
+    fills = await broker.on_bar(Bar("EURUSD", START_NS + 60 * NS, 1.1, 1.1, 1.1, 1.1))
+    await api.aclose()
     assert [10_000] == [f.units for f in fills]
-    assert 2 == fake.order_posts
-    assert 1 == len(fake.book.open_trades())
-    assert 1 == broker.stats().resent_after_lookup
+    assert (1, 1, 10_000) == (fake.order_posts, len(fake.fills_for("")), fake.net_units("EUR_USD"))
+    assert [] == broker.take_released("EURUSD")
 
 
 async def test_slow_order_response_times_out_and_is_recovered(fake: FakeOanda) -> None:
-    """A response slower than the timeout is treated as lost and looked up."""
+    """A response slower than the timeout is treated as lost and resolved."""
     api = make_api(fake, timeout_s=0.3)
-    broker = OandaBroker(api, not_found_grace_s=0.3, lookup_poll_s=0.02)
+    broker = OandaBroker(api)
     fake.delay_next_order_response(1.0)
     fills = await broker.submit(order(10_000))
     await api.aclose()
@@ -220,21 +243,32 @@ async def test_slow_order_response_times_out_and_is_recovered(fake: FakeOanda) -
 
 
 async def test_unresolvable_outcome_is_not_reported_as_rejected(fake: FakeOanda) -> None:
-    """Lost answer + failing lookups: outcome unknown, then recovered on the next bar."""
+    """Lost answer + failing lookups: outcome unknown, then resolved in the background."""
     api = make_api(fake, get_attempts=2)
-    broker = OandaBroker(api, not_found_grace_s=0.3, lookup_poll_s=0.02)
+    broker = OandaBroker(api)
     fake.drop_next_order()
-    fake.fail_next(503, path_contains="/orders/", count=2)
+    fake.fail_next(503, path_contains="/transactions/", count=2)
     with pytest.raises(OrderOutcomeUnknownError) as caught:
         await broker.submit(order(10_000))
     assert not isinstance(caught.value, BrokerError)
     assert 1 == broker.stats().unresolved
+    await broker.resolve_pending()
     bar = Bar("EURUSD", START_NS + 60 * NS, 1.1, 1.1, 1.1, 1.1)
     fills = await broker.on_bar(bar)
     await api.aclose()
     assert [fill_of(fake)["id"]] == [f.fill_id for f in fills]
     assert 1 == fake.order_posts
     assert 0 == broker.stats().unresolved
+
+
+async def test_a_5xx_answer_to_an_order_is_never_resent(
+    fake: FakeOanda, broker: OandaBroker
+) -> None:
+    """503 on POST: the outcome is resolved, not guessed; one POST in all."""
+    fake.fail_next(503, path_contains="/orders", count=1)
+    with pytest.raises(OrderOutcomeUnknownError):
+        await broker.submit(order(10_000))
+    assert (1, 0) == (fake.order_posts, len(fake.book.open_trades()))
 
 
 async def test_lookup_order_recovers_the_fill_of_an_order_placed_before_a_crash(
@@ -290,7 +324,7 @@ async def test_post_to_an_unreachable_host_is_reported_not_placed() -> None:
     url = f"http://127.0.0.1:{port}"
     api = OandaApi(ACCOUNT_ID, SecretStr("t"), rest_url=url, stream_url=url, **FAST)
     with pytest.raises(BrokerError, match="not placed"):
-        await OandaBroker(api, submit_attempts=2).submit(order(10_000))
+        await OandaBroker(api).submit(order(10_000))
     with pytest.raises(OandaUnreachableError, match="failed 5 times"):
         await OandaBroker(api).account()
     await api.aclose()
@@ -368,15 +402,34 @@ def test_config_errors_name_the_key() -> None:
 # -- wire format --------------------------------------------------------------------------
 
 
-def test_client_ids_are_kept_or_hashed_deterministically() -> None:
-    """forexd ids pass unchanged; long or odd ids map to a stable 32-character id."""
+def test_client_ids_carry_the_installation_id_within_32_characters() -> None:
+    """forexd ids get the installation prefix and whole seconds; odd ids a stable hash."""
     ours = Order.make_client_id("USDJPY", START_NS, 12)
-    assert ours == oanda_client_id(ours)
+    assert "USDJPY-1704186000-12" == oanda_client_id(ours)
+    assert "a1b2c3-USDJPY-1704186000-12" == oanda_client_id(ours, "a1b2c3")
+    assert oanda_client_id(ours, "a1b2c3") != oanda_client_id(ours, "d4e5f6")
     odd = "strategy/with spaces/" + "x" * 40
-    mapped = oanda_client_id(odd)
-    assert mapped == oanda_client_id(odd)
-    assert (32, True) == (len(mapped), mapped.startswith(HASHED_ID_PREFIX))
-    assert mapped != oanda_client_id(odd + "y")
+    mapped = oanda_client_id(odd, "a1b2c3")
+    assert mapped == oanda_client_id(odd, "a1b2c3")
+    assert (32, True) == (len(mapped), mapped.startswith("a1b2c3-h"))
+    assert mapped != oanda_client_id(odd + "y", "a1b2c3")
+
+
+async def test_an_installation_id_must_be_six_lowercase_alphanumerics(api: OandaApi) -> None:
+    """A damaged installation id file is refused with what to do."""
+    with pytest.raises(BrokerError, match="installation_id file"):
+        OandaBroker(api, installation_id="ABC")
+
+
+async def test_errors_quote_the_account_id_masked(fake: FakeOanda) -> None:
+    """What reaches stderr or ctl status never holds the full account id."""
+    api = make_api(fake, get_attempts=1)
+    fake.fail_next(503, path_contains="/summary")
+    with pytest.raises(OandaUnreachableError) as caught:
+        await OandaBroker(api).verify()
+    await api.aclose()
+    assert ACCOUNT_ID not in str(caught.value)
+    assert "***-***-***-001" in str(caught.value)
 
 
 def test_datetimes_parse_from_both_formats_to_the_same_nanosecond() -> None:
@@ -412,3 +465,13 @@ def test_fill_price_is_the_units_weighted_price_of_its_trades() -> None:
     fill = fill_from_transaction(txn, "c")
     expected = (Decimal("1.10020"), Decimal("0.15"), 1_700_000_000_500_000_000)
     assert expected == (Decimal(str(fill.price)), Decimal(str(fill.commission)), fill.ts)
+
+
+async def test_only_a_recently_sent_order_is_tracked_after_a_restart(
+    fake: FakeOanda, api: OandaApi
+) -> None:
+    """Start-up: an order younger than absent_after_s is resolved later, an older one not."""
+    broker = OandaBroker(api, absent_after_s=30.0)
+    assert broker.track_unresolved(order(1000), age_ns=5 * NS)
+    assert not broker.track_unresolved(order(1000, START_NS + 60 * NS), age_ns=31 * NS)
+    assert [order(1000).client_id] == [u.client_id for u in broker.unresolved()]

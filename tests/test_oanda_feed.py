@@ -12,6 +12,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import SecretStr
 
 from forexd.brokers.oanda_api import OandaApi
+from forexd.brokers.oanda_wire import OandaApiError
 from forexd.domain import Bar
 from forexd.errors import UnknownSymbolError
 from forexd.feeds.oanda import OandaFeed
@@ -237,3 +238,67 @@ async def test_feed_refuses_unknown_symbols_and_bars_before_run(api: OandaApi) -
         await feed.bars("EURUSD").__anext__()
     with pytest.raises(UnknownSymbolError, match="GBPUSD"):
         await feed.history("GBPUSD")
+
+
+# -- issue 11: trouble degrades, never kills ----------------------------------------------
+
+
+async def test_a_401_at_the_first_connect_is_raised(fake: FakeOanda, api: OandaApi) -> None:
+    """A token refused before the stream ever opened is a configuration error."""
+    fake.refuse_streams(status=401)
+    feed = make_feed(api)
+    with pytest.raises(OandaApiError) as caught:
+        await feed.run()
+    assert 401 == caught.value.status
+
+
+async def test_a_401_after_a_good_start_is_retried_until_the_stream_is_back(
+    fake: FakeOanda, api: OandaApi
+) -> None:
+    """A token refused on a reconnect: reported in stats, retried, bars flow again."""
+    feed = make_feed(api)
+    async with anyio.create_task_group() as tg:
+        bars = await follow(tg, feed, fake, after_ts=T0 - 60 * NS)
+        fake.refuse_streams(status=401)
+        fake.cut_streams()
+        # The cut connection, then one refused with 401, have been answered.
+        await anyio.to_thread.run_sync(fake.wait_for_served, "/pricing/stream", 2)
+        fake.refuse_streams(False)
+        await anyio.to_thread.run_sync(fake.wait_for_stream_connections, 2)
+        push(fake, 1, "1.10000", "1.10010")
+        push(fake, 61, "1.10100", "1.10110")
+        first = await next_bar(bars)
+        tg.cancel_scope.cancel()
+        bars.close()
+    assert Bar("EURUSD", T0, 1.1, 1.1, 1.1, 1.1, 1.0) == first
+    assert "HTTP 401" in (feed.stats().last_problem or "")
+
+
+async def test_a_subscriber_waits_out_a_candles_outage_instead_of_failing(
+    fake: FakeOanda, api: OandaApi
+) -> None:
+    """History that answers 503 delays the subscriber; its bars come once OANDA is back."""
+    quick = OandaApi(
+        ACCOUNT_ID,
+        SecretStr(fake.token),
+        rest_url=fake.url,
+        stream_url=fake.url,
+        stream_connect_interval_s=0.0,
+        get_attempts=1,
+    )
+    push(fake, 1, "1.10000", "1.10010")
+    push(fake, 61, "1.10100", "1.10110")
+    fake.fail_next(503, path_contains="/candles", count=3)
+    feed = make_feed(quick)
+    got = []
+    async with anyio.create_task_group() as tg:
+        await tg.start(feed.run)
+        with anyio.fail_after(WAIT_S):
+            async with aclosing(feed.bars("EURUSD", T0 - 60 * NS)) as source:
+                async for bar in source:
+                    got.append(bar)
+                    break
+        tg.cancel_scope.cancel()
+    await quick.aclose()
+    assert [Bar("EURUSD", T0, 1.1, 1.1, 1.1, 1.1, 1.0)] == got
+    assert "candles for EURUSD" in (feed.stats().last_problem or "")

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from forexd.daemon.render import print_status
+from forexd.cli.ctl_render import print_status
 
 
 def _status(**symbol: Any) -> dict[str, Any]:

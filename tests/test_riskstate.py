@@ -153,7 +153,7 @@ def test_gate_state_survives_a_round_trip_through_the_store(store: RiskStateStor
 def test_missing_file_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
     """Reading or updating a missing file raises and creates nothing."""
     store = RiskStateStore(tmp_path / "risk_state.json", ACCOUNT)
-    with pytest.raises(RiskStateError, match="does not exist; run `forexd risk init`"):
+    with pytest.raises(RiskStateError, match="does not exist; restore it from a backup"):
         store.read()
     with pytest.raises(RiskStateError, match="does not exist"):
         store.update(increment)

@@ -91,9 +91,9 @@ async def test_a_fast_producer_waits_for_the_writer_instead_of_overflowing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """wait_for_room() holds producers above the high-water mark; nothing is refused."""
-    from forexd.storage import db
+    from forexd.storage import writer as writer_module
 
-    monkeypatch.setattr(db, "HIGH_WATER", 50)
+    monkeypatch.setattr(writer_module, "HIGH_WATER", 50)
     path = tmp_path / "f.db"
     writer = StorageWriter(path)
     sql = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, '')"
@@ -108,4 +108,116 @@ async def test_a_fast_producer_waits_for_the_writer_instead_of_overflowing(
         await writer.flush()
         assert [(5000,)] == await read_all(path, "SELECT COUNT(*) FROM events")
         assert peak <= 50
+        await writer.close()
+
+
+EVENT_SQL = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, NULL, '')"
+
+
+@pytest.mark.anyio
+async def test_flush_is_not_counted_as_a_failed_write(tmp_path: Path) -> None:
+    """A healthy writer that is flushed often reports zero errors."""
+    writer = StorageWriter(tmp_path / "f.db")
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        for i in range(20):
+            writer.submit(EVENT_SQL, (i, "k"))
+            await writer.flush()
+        assert 0 == writer.stats().errors
+        assert 20 == writer.stats().statements
+        await writer.close()
+
+
+@pytest.mark.anyio
+async def test_a_bad_row_in_a_batched_run_neither_loses_nor_doubles_its_neighbours(
+    tmp_path: Path,
+) -> None:
+    """Same-text statements batched together: the bad one fails alone, the others once."""
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "f.db"
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        with capture_logs() as logs:
+            writer.submit(EVENT_SQL, (1, "k"))
+            writer.submit(EVENT_SQL, (2, None))  # kind is NOT NULL
+            writer.submit(EVENT_SQL, (3, "k"))
+            await writer.flush()
+        assert [(1,), (3,)] == await read_all(path, "SELECT ts_ns FROM events ORDER BY rowid")
+        assert 1 == writer.stats().errors
+        failed = [e for e in logs if e["event"] == "storage_write_failed"]
+        assert 1 == len(failed)
+        assert "INSERT events" == failed[0]["kind"]
+        assert "NOT NULL" in failed[0]["error"]
+        await writer.close()
+
+
+@pytest.mark.anyio
+async def test_after_close_flush_is_a_no_op_and_writes_are_refused(tmp_path: Path) -> None:
+    """close() commits the queue; flush() then returns; submit/execute raise StorageError."""
+    path = tmp_path / "f.db"
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        writer.submit(EVENT_SQL, (1, "k"))
+        await writer.close()
+        await writer.flush()
+        await writer.close()
+        with pytest.raises(StorageError, match="closed"):
+            writer.submit(EVENT_SQL, (2, "k"))
+        with pytest.raises(StorageError, match="closed"):
+            await writer.execute(EVENT_SQL, (3, "k"))
+    assert [(1,)] == await read_all(path, "SELECT ts_ns FROM events")
+
+
+@pytest.mark.anyio
+async def test_a_writer_that_died_fails_waiting_callers_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """Cancelled with writes queued: flush() raises StorageError naming the lost writes."""
+    writer = StorageWriter(tmp_path / "f.db")
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        tg.cancel_scope.cancel()
+    with pytest.raises(StorageError, match="stopped without closing"):
+        await writer.flush()
+
+
+@pytest.mark.anyio
+async def test_closing_a_writer_that_never_ran_returns_at_once(tmp_path: Path) -> None:
+    """A start-up that failed before the writer ran can still shut down (no hang)."""
+    writer = StorageWriter(tmp_path / "f.db")
+    with anyio.fail_after(5):
+        await writer.close()
+        await writer.flush()
+    with pytest.raises(StorageError, match="closed"):
+        writer.submit(EVENT_SQL, (1, "k"))
+
+
+@pytest.mark.anyio
+async def test_checkpoints_run_beside_the_writer_and_a_size_bound_truncates_the_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer never checkpoints inside a commit; checkpoint() does, and bounds the WAL."""
+    from forexd.storage import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CHECKPOINT_EVERY_S", 3600.0)  # only when asked
+    path = tmp_path / "f.db"
+    wal = anyio.Path(f"{path}-wal")
+    writer = StorageWriter(path)
+    sql = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, ?)"
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        for i in range(6000):  # ~6 MB: past the 1000-page autocheckpoint of other connections
+            writer.submit(sql, (i, "x" * 1000))
+            if i % 500 == 0:
+                await writer.wait_for_room()
+        await writer.flush()
+        assert (await wal.stat()).st_size > 5 * 2**20  # nothing checkpointed inside the commits
+        monkeypatch.setattr(writer_module, "WAL_MAX_BYTES", 2**20)
+        await writer.checkpoint()
+        assert 0 == (await wal.stat()).st_size
+        assert 1 == writer.stats().checkpoints
+        assert [(6000,)] == await read_all(path, "SELECT COUNT(*) FROM events")
         await writer.close()

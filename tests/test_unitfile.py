@@ -13,6 +13,8 @@ import pytest
 from forexd.daemon.unitfile import (
     DEFAULT_SYSTEM_CONFIG,
     DEFAULT_USER_CONFIG,
+    EXE_PLACEHOLDER,
+    TEMPLATE_NOTE,
     UnitInstallError,
     install_unit,
     render_default_unit,
@@ -49,12 +51,29 @@ def exe(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("user", "name"), [(False, "forexd.service"), (True, "forexd-user.service")]
-)
-def test_repository_units_are_the_rendered_defaults(user: bool, name: str) -> None:
-    """systemd/*.service are exactly what the renderer writes by default."""
+TEMPLATES = [(False, "forexd.service.in"), (True, "forexd-user.service.in")]
+
+
+@pytest.mark.parametrize(("user", "name"), TEMPLATES)
+def test_repository_templates_are_the_rendered_defaults(user: bool, name: str) -> None:
+    """systemd/*.service.in are exactly the renderer's default templates."""
     assert render_default_unit(user) == (REPO / "systemd" / name).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("user", "name"), TEMPLATES)
+def test_shipped_template_filled_in_is_what_service_install_writes(
+    tmp_path: Path, exe: Path, user: bool, name: str
+) -> None:
+    """The template hard-codes no executable: filled in, it equals the installed unit."""
+    template = (REPO / "systemd" / name).read_text(encoding="utf-8")
+    assert "/usr/bin/forexd" not in template
+    unit = template.replace(TEMPLATE_NOTE + "\n", "")
+    assert 1 == unit.count(EXE_PLACEHOLDER)
+    filled = unit.replace(EXE_PLACEHOLDER, str(exe))
+    config = DEFAULT_USER_CONFIG if user else DEFAULT_SYSTEM_CONFIG
+    installed = install_unit(user, exe=exe, config=config, unit_dir=tmp_path / "units")
+    assert installed.text == filled
+    assert not list((REPO / "systemd").glob("*.service")), "ship templates, not units"
 
 
 def test_system_unit_runs_notify_with_watchdog_restart_and_state_directories() -> None:
@@ -63,7 +82,7 @@ def test_system_unit_runs_notify_with_watchdog_restart_and_state_directories() -
     expected = {
         "Type": ["notify"],
         "NotifyAccess": ["main"],
-        "ExecStart": ["/usr/bin/forexd run --config /etc/forexd/forexd.toml"],
+        "ExecStart": [f"{EXE_PLACEHOLDER} run --config /etc/forexd/forexd.toml"],
         "ExecReload": ["/bin/kill -HUP $MAINPID"],
         "WatchdogSec": ["30"],
         "Restart": ["on-failure"],
@@ -121,7 +140,7 @@ def test_user_unit_leaves_out_what_an_unprivileged_manager_cannot_do() -> None:
     privileged = ["User", "ProtectSystem", "ProtectHome", "PrivateTmp", "CapabilityBoundingSet"]
     assert [] == [key for key in privileged if key in unit]
     assert ["default.target"] == unit["WantedBy"]
-    assert ["/usr/bin/forexd run --config %E/forexd/forexd.toml"] == unit["ExecStart"]
+    assert [f"{EXE_PLACEHOLDER} run --config %E/forexd/forexd.toml"] == unit["ExecStart"]
 
 
 def test_gpu_unit_opens_only_the_nvidia_devices() -> None:

@@ -120,6 +120,11 @@ class SymbolCore:
         """Add a historical bar without deciding (restart warm-up)."""
         self.history.append(bar)
 
+    def observe(self, bar: Bar) -> None:
+        """Count a bar that must not be traded (not the present): history only."""
+        self.history.append(bar)
+        self.bars_seen += 1
+
     def on_bar(self, bar: Bar) -> Order | None:
         """Consume the newest bar and return the order to send, if any."""
         self.history.append(bar)

@@ -4,13 +4,12 @@ with numpy for sweeps. See ``docs/backtesting.md``.
 
 Public API (what ``forexd backtest`` uses)::
 
-    request = request_from_args(ns, db_path=...)      # or BacktestRequest(...)
+    request = BacktestRequest(...)   # the CLI: forexd.cli.backtest_args.request_from_args
     result = run_grid(request, workers=n) if request.grid else run_backtest(request)
     console.print(render_summary(result)); json.dumps(result.to_dict())
     write_report(result, Path("out.html"), png_dir=None)
 """
 
-from forexd.backtest.cli_args import add_backtest_arguments, request_from_args
 from forexd.backtest.grid import GridResult, GridRow, run_grid
 from forexd.backtest.metrics import RANK_METRICS, Metrics
 from forexd.backtest.report import write_report
@@ -26,9 +25,7 @@ __all__ = [
     "GridResult",
     "GridRow",
     "Metrics",
-    "add_backtest_arguments",
     "render_summary",
-    "request_from_args",
     "run_backtest",
     "run_grid",
     "write_report",

@@ -8,7 +8,6 @@ the bars: a portfolio costs three int64 columns per bar on top of the OHLC data 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,9 +198,9 @@ def check_warmup(data: MarketData, warmup_bars: int, label: str) -> None:
 
 def symbol_from_path(path: Path) -> str | None:
     """The one known symbol named in a file name (``DAT_ASCII_EURUSD_M1`` → EURUSD)."""
-    name = re.sub(r"[^A-Z]", "", path.name.upper())
-    found = [s for s in INSTRUMENTS if s in name]
-    return found[0] if len(found) == 1 else None
+    from forexd.feeds.candle_checks import symbol_in_name
+
+    return symbol_in_name(path, INSTRUMENTS)  # one rule, shared with `data import`
 
 
 def conform_timeframe(

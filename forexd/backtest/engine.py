@@ -22,12 +22,12 @@ import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from forexd.actors.core import OrderGate, SymbolCore
 from forexd.backtest.data import MarketData
+from forexd.backtest.retrain import BacktestTrainer, backtest_trainer
 from forexd.backtest.trades import FillTable
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar
@@ -84,7 +84,9 @@ def run_event_driven(
     pairs = zip(data.series, strategies, strict=True)
     cores = tuple(SymbolCore(s.instrument, strat, gate) for s, strat in pairs)
     rows: list[FillRow] = []
-    trainers = tuple(s if isinstance(s, BacktestTrainable) else None for s in strategies)
+    trainers = tuple(
+        backtest_trainer(strat, s.symbol) for s, strat in zip(data.series, strategies, strict=True)
+    )
     with _gc_paused():
         if len(cores) == 1 and trainers[0] is None:
             _drive_one(data, cores[0], ledger, rows)
@@ -124,27 +126,12 @@ def _drive_one(
                 submit(order)
 
 
-@runtime_checkable
-class BacktestTrainable(Protocol):
-    """A strategy that retrains inside a backtest as the daemon would (``ml``)."""
-
-    def wants_training(self, bars_seen: int) -> bool:
-        """Whether a scheduled cycle is due after this bar."""
-        ...
-
-    def train_in_backtest(
-        self, candles: Any, symbol: str, *, timeframe_seconds: int, n_jobs: int = 1
-    ) -> dict[str, Any]:
-        """Run the cycle on the bars so far; the winner trades from the next bar."""
-        ...
-
-
 def _drive_many(
     data: MarketData,
     cores: tuple[SymbolCore, ...],
     ledger: Ledger,
     rows: list[FillRow],
-    trainers: tuple[BacktestTrainable | None, ...] = (),
+    trainers: tuple[BacktestTrainer | None, ...] = (),
     n_jobs: int = 1,
 ) -> None:
     symbols = data.symbols
@@ -175,7 +162,7 @@ def _drive_many(
                 _train(trainer, data, k, int(data.local[i]), n_jobs)
 
 
-def _train(trainer: BacktestTrainable, data: MarketData, k: int, local: int, n_jobs: int) -> None:
+def _train(trainer: BacktestTrainer, data: MarketData, k: int, local: int, n_jobs: int) -> None:
     """Retrain on symbol ``k``'s bars up to and including its ``local``-th bar."""
     from forexd.models.trainconfig import Candles
 
@@ -183,7 +170,7 @@ def _train(trainer: BacktestTrainable, data: MarketData, k: int, local: int, n_j
     end = local + 1
     candles = Candles(s.ts[:end], s.open[:end], s.high[:end], s.low[:end], s.close[:end])
     seconds = TIMEFRAME_SECONDS.get(data.timeframe or "", 3600)
-    trainer.train_in_backtest(candles, s.symbol, timeframe_seconds=seconds, n_jobs=n_jobs)
+    trainer.train(candles, timeframe_seconds=seconds, n_jobs=n_jobs)
 
 
 def _fill_table(rows: list[FillRow]) -> FillTable:

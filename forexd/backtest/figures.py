@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from forexd.domain.bars import FloatArray, IntArray
+from forexd.extras import require_extra
 
 MAX_POINTS = 4_000  # buckets per drawn series
 MAX_MARKED_TRADES = 200  # trades marked on the price chart (the most recent ones)
@@ -25,6 +26,7 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 
 def _figure(size: tuple[float, float] = WIDE, rows: int = 1) -> tuple[Any, Any]:
+    require_extra("matplotlib", "drawing report figures")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

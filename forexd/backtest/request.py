@@ -1,8 +1,8 @@
 """What a backtest is asked to do: one typed, immutable request.
 
-The CLI builds a :class:`BacktestRequest` (``cli_args.request_from_args``); tests and
-notebooks build one directly. Everything the engines need to know about a run is here, so a
-result can always say exactly what produced it (``BacktestResult.request``).
+The CLI builds a :class:`BacktestRequest` (``forexd.cli.backtest_args.request_from_args``);
+tests and notebooks build one directly. Everything the engines need to know about a run is
+here, so a result can always say exactly what produced it (``BacktestResult.request``).
 """
 
 from __future__ import annotations

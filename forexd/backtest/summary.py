@@ -57,7 +57,9 @@ def _run_table(result: BacktestResult) -> Table:
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("Symbols", ", ".join(d.symbols))
-    table.add_row("Bars", f"{d.timeframe} {ns_to_iso(int(d.ts[0]))} .. {ns_to_iso(int(d.ts[-1]))}")
+    table.add_row(
+        "Period", f"{d.timeframe} {ns_to_iso(int(d.ts[0]))} .. {ns_to_iso(int(d.ts[-1]))}"
+    )
     c = result.request.costs
     table.add_row(
         "Costs",

@@ -53,10 +53,17 @@ class Ledger:
         self.pending[order.client_id] = order
 
     def on_bar(self, bar: Bar) -> list[Fill]:
-        """Fill the symbol's pending orders at ``bar.open``; mark to ``bar.close``."""
+        """Fill the symbol's pending orders at ``bar.open``; mark to ``bar.close``.
+
+        Only a bar *after* the order's own bar fills it: after a restart the feed may
+        replay bars the order was decided after, and a fill there would be a price from
+        before the decision.
+        """
         fills: list[Fill] = []
         if self.pending:
-            for cid in [c for c, o in self.pending.items() if o.symbol == bar.symbol]:
+            ts = bar.ts
+            due = [c for c, o in self.pending.items() if o.symbol == bar.symbol and o.bar_ts < ts]
+            for cid in due:
                 order = self.pending.pop(cid)
                 fills.append(self._fill(order, bar.open, bar.ts))
         self.last_price[bar.symbol] = bar.close

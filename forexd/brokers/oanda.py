@@ -1,119 +1,87 @@
-"""The OANDA v20 live broker: FOK market orders labelled with forexd's client ids.
+"""The OANDA v20 live broker: FOK market orders labelled with per-installation client ids.
 
-The critical path is an order whose answer never came back (connection dropped, timeout,
-5xx). OANDA has no idempotency key on ``POST /orders``, so such an order is never resent
-blindly: it is looked up by its client id (``GET /orders/@{id}``), waiting out the
-documented read-after-write lag during which a fresh order can still answer 404. Found
-filled: its fill is read from the filling transaction and returned as if the POST had
-answered. Cancelled: a :class:`~forexd.errors.BrokerError`. Absent after the lag window:
-it was never created, and only then is it sent again, with the same client id. When even
-the lookup fails the outcome is unknown: :class:`OrderOutcomeUnknownError` (deliberately
-*not* a ``BrokerError``, which means "not placed") leaves the order pending for
-reconciliation, and :meth:`OandaBroker.on_bar` keeps trying to resolve it.
+At most one fill per decision, proven by the broker's record. An order POST is sent
+once. When its answer is lost (timeout, dropped connection, 5xx, 429, a 201 with neither
+fill nor cancel, or ``CLIENT_ORDER_ID_ALREADY_EXISTS``) it is *never resent*: it becomes
+:class:`~forexd.brokers.oanda_resolve.Unresolved` and is resolved from the transaction
+history and the order lookup (:mod:`forexd.brokers.oanda_resolve`), once at once and
+then by :meth:`OandaBroker.run` in the background. A resolved fill is handed to the
+actor by :meth:`OandaBroker.on_bar`; an order proven never executed by
+:meth:`OandaBroker.take_released`, which lets the actor release its in-flight units and
+mark the row cancelled. Until then ``submit`` raises
+:class:`~forexd.errors.OrderOutcomeUnknownError` and the order counts as in flight.
 
-Client ids: forexd's ``{symbol}-{bar_ts}-{seq}`` (28-30 characters) is sent unchanged.
-OANDA documents no length or alphabet for a ClientID, so ids that do not look like ours
-(over 32 characters, or characters outside ``A-Z a-z 0-9 . _ -``, or not starting with a
-letter) are replaced by ``fxh-`` and 28 hex digits of their SHA-256: deterministic, so a
-lookup after a restart computes the same id; the limit of 32 is our guess, not OANDA's.
+Account state is not fetched per bar: :meth:`OandaBroker.run` refreshes the summary every
+``account_refresh_s`` with backoff on errors, and :meth:`account` returns the last good
+snapshot. :meth:`health` says whether the broker is reachable (``ok``) or ``degraded``,
+with the reason.
+
+Client ids: every ``clientExtensions.id`` starts with the installation id (kept in the
+data dir), so two installations, or one data dir reset, never reuse an id on the same
+account: ``{install}-{symbol}-{bar seconds}-{seq}`` (see :func:`oanda_client_id`) when
+that fits :data:`CLIENT_ID_MAX_CHARS`, else ``{install}-h`` and hex digits of the
+SHA-256 of the forexd id (deterministic, so a restart computes the same id). OANDA
+documents no length or alphabet for a ClientID; the limit of 32 is our guess
+(docs/oanda.md).
+
+Why it is over 400 lines: submission, the bookkeeping of unresolved orders
+and the account refresh share one state; the resolution itself is in
+:mod:`forexd.brokers.oanda_resolve` and the wire types in :mod:`~.oanda_wire`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 import structlog
+from anyio.abc import TaskStatus
 
 from forexd.brokers.base import AccountSnapshot, BrokerOrderState
 from forexd.brokers.oanda_api import OandaApi
-from forexd.brokers.oanda_wire import (
+from forexd.brokers.oanda_resolve import (
+    Resolution,
+    Unresolved,
+    UnresolvedView,
+    get_transaction,
+    lookup_order,
+    resolve,
+)
+from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-exported
+    CLIENT_ID_MAX_CHARS,
     OandaApiError,
     RequestNotSentError,
     ResponseLostError,
+    account_snapshot,
     api_error,
-    decimal_field,
+    check_installation_id,
+    fill_from_transaction,
     malformed,
-    parse_time,
+    oanda_client_id,
+    positions_from,
     to_instrument,
-    to_symbol,
 )
-from forexd.domain import ACCOUNT_CURRENCY, Bar, Fill, Order, OrderStatus
+from forexd.domain import ACCOUNT_CURRENCY, NS_PER_S, Fill, Order, OrderStatus
 from forexd.errors import BrokerError, OrderOutcomeUnknownError
 
-CLIENT_ID_MAX_CHARS = 32  # our guess: OANDA documents no limit
-HASHED_ID_PREFIX = "fxh-"
+__all__ = [
+    "CLIENT_ID_MAX_CHARS",
+    "OandaBroker",
+    "OrderOutcomeUnknownError",
+    "check_installation_id",
+    "fill_from_transaction",
+    "oanda_client_id",
+]
+
 ORDER_TAG = "forexd"
-NOT_FOUND_GRACE_S = 2.0  # a fresh order has answered 404 for 0.25-0.5 s (observed)
+ACCOUNT_REFRESH_S = 5.0
+RESOLVE_EVERY_S = 1.0
+ABSENT_AFTER_S = 60.0  # our bound: an order unheard of this long after sending never ran
+NOT_FOUND_GRACE_S = 2.0  # start-up lookups: a fresh order has answered 404 for 0.25-0.5 s
 LOOKUP_POLL_S = 0.25
-SUBMIT_ATTEMPTS = 3
-_PLAIN_ID = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
 _log = structlog.get_logger().bind(component="oanda_broker")
-
-
-# OrderOutcomeUnknownError lives in forexd.errors: the actor handles it.
-def oanda_client_id(client_id: str) -> str:
-    """The ``clientExtensions.id`` sent for a forexd client id (see the module note)."""
-    if len(client_id) <= CLIENT_ID_MAX_CHARS and _PLAIN_ID.fullmatch(client_id):
-        return client_id
-    digest = hashlib.sha256(client_id.encode()).hexdigest()
-    return HASHED_ID_PREFIX + digest[: CLIENT_ID_MAX_CHARS - len(HASHED_ID_PREFIX)]
-
-
-def fill_from_transaction(txn: Mapping[str, Any], client_id: str) -> Fill:
-    """Build a :class:`Fill` from an ``ORDER_FILL`` transaction.
-
-    The price is the units-weighted price of the trades it opened, reduced and closed (the
-    fill's top-level ``price`` is deprecated and only a fallback). ``commission`` is the
-    fill's cost in the account currency: commission plus guaranteed-execution fee, minus
-    financing (OANDA reports commission as a positive charge and financing signed).
-
-    Raises:
-        BrokerError: the transaction is not a fill or lacks documented fields.
-    """
-    if txn.get("type") != "ORDER_FILL":
-        raise malformed("fill transaction", txn.get("type"))
-    symbol = to_symbol(str(txn.get("instrument")))
-    if symbol is None:
-        raise malformed("fill instrument", txn.get("instrument"))
-    units = decimal_field(txn, "units", "orderFillTransaction")
-    legs = [txn[k] for k in ("tradeOpened", "tradeReduced") if isinstance(txn.get(k), Mapping)]
-    legs += [leg for leg in txn.get("tradesClosed") or () if isinstance(leg, Mapping)]
-    size = sum((abs(decimal_field(leg, "units", "trade")) for leg in legs), Decimal(0))
-    if size:
-        value = sum(
-            abs(decimal_field(leg, "units", "trade")) * decimal_field(leg, "price", "trade")
-            for leg in legs
-        )
-        price = value / size
-    else:
-        price = decimal_field(txn, "fullVWAP" if "fullVWAP" in txn else "price", "fill")
-    cost = Decimal(0)
-    for key, sign in (("commission", 1), ("guaranteedExecutionFee", 1), ("financing", -1)):
-        if txn.get(key) is not None:
-            cost += sign * decimal_field(txn, key, "fill")
-    return Fill(
-        fill_id=str(txn["id"]),
-        client_id=client_id,
-        symbol=symbol,
-        units=int(units),
-        price=float(price),
-        commission=float(cost),
-        ts=parse_time(str(txn["time"])),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Found:
-    status: OrderStatus
-    fills: tuple[Fill, ...] = ()
-    cancel_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +91,9 @@ class OandaBrokerStats:
     order_posts: int
     fills: int
     rejected: int
-    recovered_by_lookup: int
-    resent_after_lookup: int
+    outcome_unknown: int
+    resolved_filled: int
+    resolved_not_executed: int
     unresolved: int
 
 
@@ -137,27 +106,48 @@ class OandaBroker:
         self,
         api: OandaApi,
         *,
+        installation_id: str = "",
+        account_refresh_s: float = ACCOUNT_REFRESH_S,
+        resolve_every_s: float = RESOLVE_EVERY_S,
+        absent_after_s: float = ABSENT_AFTER_S,
         not_found_grace_s: float = NOT_FOUND_GRACE_S,
         lookup_poll_s: float = LOOKUP_POLL_S,
-        submit_attempts: int = SUBMIT_ATTEMPTS,
     ) -> None:
         """Wrap an :class:`OandaApi` (the caller owns it and closes it).
 
         Args:
-            api: the account's client, possibly shared with :class:`OandaFeed`.
-            not_found_grace_s: how long an order lookup keeps retrying a 404 before it
-                concludes the order does not exist.
+            api: the account's client, shared with :class:`OandaFeed`.
+            installation_id: prefix of every client id (from the data dir).
+            account_refresh_s: how often :meth:`run` refreshes the account summary.
+            resolve_every_s: how often :meth:`run` works on unresolved orders.
+            absent_after_s: an order neither the transaction history nor the order
+                lookup knows this long after it was sent is taken as never executed.
+            not_found_grace_s: how long :meth:`lookup_order` (start-up reconciliation)
+                keeps retrying a 404 before it concludes the order does not exist.
             lookup_poll_s: spacing of those retries.
-            submit_attempts: POSTs of one order at most (resends only follow a lookup that
-                proved the order absent, or a request that never left).
         """
         self._api = api
+        self.installation_id = check_installation_id(installation_id) if installation_id else ""
+        self._refresh_s = account_refresh_s
+        self._resolve_s = resolve_every_s
+        self._absent_s = absent_after_s
         self._grace_s = not_found_grace_s
         self._poll_s = lookup_poll_s
-        self._attempts = max(1, submit_attempts)
-        self._outstanding: dict[str, Order] = {}
+        self._unresolved: dict[str, Unresolved] = {}
+        self._resolved_fills: list[Fill] = []
+        self._released: list[tuple[Order, str]] = []
         self._ignored_instruments: set[str] = set()
-        self._counts = dict.fromkeys(("posts", "fills", "rejected", "recovered", "resent"), 0)
+        self._snapshot: AccountSnapshot | None = None
+        self._last_txn = 0
+        self._problem: str | None = None
+        self._problem_since: float | None = None
+        self._counts = dict.fromkeys(
+            ("posts", "fills", "rejected", "unknown", "res_filled", "res_absent"), 0
+        )
+
+    def wire_id(self, client_id: str) -> str:
+        """The ``clientExtensions.id`` of a forexd client id on this installation."""
+        return oanda_client_id(client_id, self.installation_id)
 
     def stats(self) -> OandaBrokerStats:
         """A snapshot of the counters."""
@@ -166,22 +156,43 @@ class OandaBroker:
             order_posts=c["posts"],
             fills=c["fills"],
             rejected=c["rejected"],
-            recovered_by_lookup=c["recovered"],
-            resent_after_lookup=c["resent"],
-            unresolved=len(self._outstanding),
+            outcome_unknown=c["unknown"],
+            resolved_filled=c["res_filled"],
+            resolved_not_executed=c["res_absent"],
+            unresolved=len(self._unresolved),
         )
+
+    def unresolved(self) -> list[UnresolvedView]:
+        """The orders whose outcome is still unknown."""
+        now = anyio.current_time()
+        return [
+            UnresolvedView(
+                u.order.client_id,
+                u.order.symbol,
+                u.order.units,
+                round(now - u.sent_at, 1),
+                u.cause,
+                u.created,
+            )
+            for u in self._unresolved.values()
+        ]
+
+    def health(self) -> str | None:
+        """``None`` while OANDA answers; else why the broker is degraded."""
+        return self._problem
 
     # -- orders -------------------------------------------------------------------------
 
     async def submit(self, order: Order) -> list[Fill]:
-        """Send a FOK market order and return its fill.
+        """Send a FOK market order once and return its fill.
 
         Raises:
             BrokerError: rejected or cancelled by OANDA, or provably never placed.
-            OrderOutcomeUnknownError: the answer was lost and the lookup failed too.
+            OrderOutcomeUnknownError: the answer was lost; the order is resolved later.
         """
         if order.units == 0:
             raise BrokerError(f"order {order.client_id} has 0 units; nothing to send")
+        wire = self.wire_id(order.client_id)
         body = {
             "order": {
                 "type": "MARKET",
@@ -189,49 +200,54 @@ class OandaBroker:
                 "units": str(order.units),
                 "timeInForce": "FOK",
                 "positionFill": "DEFAULT",
-                "clientExtensions": {"id": oanda_client_id(order.client_id), "tag": ORDER_TAG},
+                "clientExtensions": {"id": wire, "tag": ORDER_TAG},
             }
         }
-        path = self._api.account_path("/orders")
-        backoff = self._api.backoff()
-        log = _log.bind(client_id=order.client_id, symbol=order.symbol)
-        for attempt in range(1, self._attempts + 1):
-            self._counts["posts"] += 1
-            try:
-                status, payload = await self._api.post(path, body)
-            except RequestNotSentError as exc:
-                log.warning("oanda_order_not_sent", attempt=attempt, error=str(exc))
-                if attempt == self._attempts:
-                    raise BrokerError(f"order {order.client_id} was not placed: {exc}") from exc
-                await anyio.sleep(backoff.next_delay())
-                continue
-            except ResponseLostError as exc:
-                unknown = str(exc)
-            else:
-                fills = self._parse_create(order, status, payload)
-                if fills is not None:
-                    return fills
-                unknown = f"HTTP {status} {payload.get('errorCode') or ''}".strip()
-            log.warning("oanda_order_outcome_unknown", attempt=attempt, cause=unknown)
-            found = await self._resolve(order, unknown)
-            if found is not None:
-                self._counts["recovered"] += 1
-                return self._adopt(order, found)
-            if attempt < self._attempts:
-                # Absent after the lag window means never created (subset doc §7), so
-                # sending it again, under the same client id, is the documented safe step.
-                self._counts["resent"] += 1
-                log.warning("oanda_order_resend", attempt=attempt + 1)
-                await anyio.sleep(backoff.next_delay())
-        raise BrokerError(
-            f"order {order.client_id} was not placed after {self._attempts} attempts; "
-            "OANDA did not answer and has no such order"
+        cursor = self._last_txn  # every transaction of this order comes after it
+        status: int | None = None
+        self._counts["posts"] += 1
+        try:
+            status, payload = await self._api.post(self._api.account_path("/orders"), body)
+        except RequestNotSentError as exc:
+            raise BrokerError(f"order {order.client_id} was not placed: {exc}") from exc
+        except ResponseLostError as exc:
+            cause = str(exc)
+        else:
+            self._note_last_txn(payload)
+            fills = self._parse_create(order, status, payload)
+            if fills is not None:
+                return fills
+            code = payload.get("errorCode") or ""
+            cause = f"HTTP {status} {code}".strip()
+        self._counts["unknown"] += 1
+        item = Unresolved(order, wire, cursor, anyio.current_time(), cause)
+        self._unresolved[order.client_id] = item
+        _log.warning("oanda_order_outcome_unknown", client_id=order.client_id, cause=cause)
+        try:
+            found = await resolve(self._api, item, self._absent_s)
+        except BrokerError as exc:
+            found = Resolution("unknown", reason=str(exc))
+        if found.verdict == "filled":
+            del self._unresolved[order.client_id]
+            return [self._resolved_fill(order, found)]
+        if found.verdict == "not_executed":
+            del self._unresolved[order.client_id]
+            self._counts["res_absent"] += 1
+            self._counts["rejected"] += 1
+            raise OandaApiError(
+                f"order {order.client_id} was not executed: {found.reason}",
+                status=status if isinstance(status, int) else 0,
+                reason=found.cancel_reason,
+            )
+        raise OrderOutcomeUnknownError(
+            f"order {order.client_id}: {cause}; it is not resent, and stays unresolved (the "
+            "symbol may only reduce) until OANDA's transaction record shows its outcome"
         )
 
     def _parse_create(
         self, order: Order, status: int, payload: Mapping[str, Any]
     ) -> list[Fill] | None:
-        """Fills of a create answer, ``None`` when its outcome must be looked up."""
+        """Fills of a create answer, ``None`` when its outcome must be resolved."""
         if status in (200, 201):
             fill = payload.get("orderFillTransaction")
             if isinstance(fill, Mapping):
@@ -252,147 +268,174 @@ class OandaBroker:
                     status=status,
                     reason=reason,
                 )
-            return None  # 201 with neither: look it up rather than guess
+            return None  # 201 with neither: resolve rather than guess
         if status == 429 or status >= 500:
             return None
         error = api_error(status, payload, f"order {order.client_id}")
         if error.reason == "CLIENT_ORDER_ID_ALREADY_EXISTS":
-            return None  # it exists already: adopt its outcome
+            return None  # a pending order has this id: its outcome is the one to adopt
         self._counts["rejected"] += 1
         raise error
 
-    async def _resolve(self, order: Order, cause: str) -> _Found | None:
-        try:
-            return await self._find(order.client_id, self._grace_s)
-        except BrokerError as exc:
-            self._outstanding[order.client_id] = order
-            raise OrderOutcomeUnknownError(
-                f"order {order.client_id}: {cause}, and looking it up failed ({exc}); it stays"
-                " pending and is looked up again on the next bar and at restart"
-            ) from exc
+    def _resolved_fill(self, order: Order, found: Resolution) -> Fill:
+        assert found.fill_txn is not None
+        self._counts["fills"] += 1
+        self._counts["res_filled"] += 1
+        fill = fill_from_transaction(found.fill_txn, order.client_id)
+        _log.warning("oanda_order_resolved_filled", client_id=order.client_id, units=fill.units)
+        return fill
 
-    def _adopt(self, order: Order, found: _Found) -> list[Fill]:
-        if found.status is OrderStatus.CANCELLED:
-            self._counts["rejected"] += 1
-            raise OandaApiError(
-                f"OANDA cancelled order {order.client_id}: {found.cancel_reason or 'UNKNOWN'}",
-                status=201,
-                reason=found.cancel_reason,
-            )
-        if found.status is OrderStatus.FILLED:
-            self._counts["fills"] += len(found.fills)
-            return list(found.fills)
-        self._outstanding[order.client_id] = order
-        return []
+    def track_unresolved(self, order: Order, age_ns: int) -> bool:
+        """Resolve an order a previous process sent (start-up reconciliation).
 
-    async def on_bar(self, bar: Bar) -> list[Fill]:
-        """Resolve this symbol's orders whose outcome is still unknown; return their fills.
+        Only one sent less than ``absent_after_s`` ago is taken (older ones are settled by
+        the order lookup). Its transactions can only come after the last transaction
+        known now: had it executed already, the lookup would have found it.
 
-        OANDA fills market orders on submission, so this is normally a no-op.
+        Returns:
+            Whether the order is now tracked as unresolved.
         """
-        fills: list[Fill] = []
-        for client_id, order in list(self._outstanding.items()):
-            if order.symbol != bar.symbol:
-                continue
+        age_s = max(0.0, age_ns / NS_PER_S)
+        if age_s >= self._absent_s:
+            return False
+        self._unresolved[order.client_id] = Unresolved(
+            order,
+            self.wire_id(order.client_id),
+            self._last_txn,
+            anyio.current_time() - age_s,
+            "sent just before a restart; no answer recorded",
+        )
+        return True
+
+    async def resolve_pending(self) -> None:
+        """One pass over the unresolved orders (called by :meth:`run`)."""
+        for client_id, item in list(self._unresolved.items()):
             try:
-                found = await self._find(client_id, grace_s=0.0)
+                found = await resolve(self._api, item, self._absent_s)
             except BrokerError as exc:
                 _log.warning("oanda_order_still_unknown", client_id=client_id, error=str(exc))
                 continue
-            if found is not None and found.status is OrderStatus.SUBMITTED:
+            if found.verdict == "unknown":
                 continue
-            del self._outstanding[client_id]
-            if found is None or found.status is OrderStatus.CANCELLED:
+            del self._unresolved[client_id]
+            if found.verdict == "filled":
+                self._resolved_fills.append(self._resolved_fill(item.order, found))
+            else:
+                self._counts["res_absent"] += 1
+                self._released.append((item.order, found.reason))
                 _log.warning(
-                    "oanda_order_not_placed",
-                    client_id=client_id,
-                    reason=found.cancel_reason if found else "no such order",
+                    "oanda_order_resolved_not_executed", client_id=client_id, reason=found.reason
                 )
-                continue
-            self._counts["fills"] += len(found.fills)
-            fills.extend(found.fills)
-        return fills
+
+    async def on_bar(self, bar: Any) -> list[Fill]:
+        """Fills of this symbol's orders resolved since the last bar (no network here)."""
+        mine = [f for f in self._resolved_fills if f.symbol == bar.symbol]
+        if mine:
+            self._resolved_fills = [f for f in self._resolved_fills if f.symbol != bar.symbol]
+        return mine
+
+    def take_released(self, symbol: str) -> list[tuple[Order, str]]:
+        """Orders of ``symbol`` proven never executed since the last call, with the proof."""
+        mine = [r for r in self._released if r[0].symbol == symbol]
+        if mine:
+            self._released = [r for r in self._released if r[0].symbol != symbol]
+        return mine
 
     async def lookup_order(self, client_id: str) -> BrokerOrderState | None:
-        """Ask OANDA about ``client_id``; ``None`` once a 404 has outlasted the lag window.
+        """Ask OANDA about ``client_id`` (start-up reconciliation of a previous life).
 
-        A filled order comes back with its fill read from the filling transaction, so
-        reconciliation can record a fill whose response was lost.
+        ``None`` once a 404 has outlasted the lag window. A filled order comes back with
+        its fill read from the filling transaction.
 
         Raises:
             BrokerError: OANDA could not be asked (the caller must not assume absence).
         """
-        found = await self._find(client_id, self._grace_s)
-        if found is None:
-            return None
-        return BrokerOrderState(client_id, found.status, found.fills)
-
-    async def _find(self, client_id: str, grace_s: float) -> _Found | None:
-        spec = quote("@" + oanda_client_id(client_id), safe="@")
-        path = self._api.account_path(f"/orders/{spec}")
-        deadline = anyio.current_time() + grace_s
-        while True:
-            try:
-                payload = await self._api.get(path)
-                break
-            except OandaApiError as exc:
-                if exc.status != 404 or exc.error_code != "NO_SUCH_ORDER":
-                    raise
-                if anyio.current_time() >= deadline:
-                    return None
+        wire = self.wire_id(client_id)
+        deadline = anyio.current_time() + self._grace_s
+        while (order := await lookup_order(self._api, wire)) is None:
+            if anyio.current_time() >= deadline:
+                return None
             await anyio.sleep(self._poll_s)
-        order = payload.get("order")
-        if not isinstance(order, Mapping):
-            raise malformed("order lookup", payload)
         state = order.get("state")
         if state == "FILLED":
-            txn = await self._transaction(str(order.get("fillingTransactionID")))
-            return _Found(OrderStatus.FILLED, (fill_from_transaction(txn, client_id),))
+            txn = await get_transaction(self._api, str(order.get("fillingTransactionID")))
+            fill = fill_from_transaction(txn, client_id)
+            return BrokerOrderState(client_id, OrderStatus.FILLED, (fill,))
         if state == "CANCELLED":
-            reason = None
-            if order.get("cancellingTransactionID"):
-                txn = await self._transaction(str(order["cancellingTransactionID"]))
-                reason = str(txn.get("reason") or "") or None
-            return _Found(OrderStatus.CANCELLED, cancel_reason=reason)
-        return _Found(OrderStatus.SUBMITTED)  # PENDING or TRIGGERED
+            return BrokerOrderState(client_id, OrderStatus.CANCELLED)
+        return BrokerOrderState(client_id, OrderStatus.SUBMITTED)
 
-    async def _transaction(self, txn_id: str) -> Mapping[str, Any]:
-        if not txn_id.isdigit():
-            raise malformed("transaction id", txn_id)
-        payload = await self._api.get(self._api.account_path(f"/transactions/{txn_id}"))
-        txn = payload.get("transaction")
-        if not isinstance(txn, Mapping):
-            raise malformed("transaction", payload)
-        return txn
+    # -- background ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Refresh the account and resolve unknown orders until cancelled; never raises.
+
+        Errors mark the broker degraded (:meth:`health`) and are retried with backoff.
+        """
+        task_status.started()
+        backoff = self._api.backoff()
+        next_refresh = anyio.current_time() + self._refresh_s
+        while True:
+            try:
+                if anyio.current_time() >= next_refresh:
+                    self._snapshot = account_snapshot(await self._summary())
+                    next_refresh = anyio.current_time() + self._refresh_s
+                if self._unresolved:
+                    await self.resolve_pending()
+            except BrokerError as exc:
+                refused = isinstance(exc, OandaApiError) and exc.status in (401, 403)
+                # A token revoked for a while is an outage too: alert, keep retrying.
+                self._set_problem(
+                    f"OANDA {'refused the token' if refused else 'unreachable'}: {exc}"
+                )
+                delay = backoff.next_delay()
+                _log.warning("oanda_account_refresh_failed", error=str(exc), retry_in_s=delay)
+                await anyio.sleep(delay)
+                continue
+            if self._problem is not None:
+                _log.warning("oanda_recovered", was=self._problem)
+            self._set_problem(None)
+            backoff.reset()
+            wait = min(self._resolve_s, max(0.0, next_refresh - anyio.current_time()))
+            await anyio.sleep(wait)
+
+    def _set_problem(self, problem: str | None) -> None:
+        if problem is not None and self._problem is None:
+            _log.error("oanda_degraded", reason=problem)
+        self._problem = problem
+
+    def _note_last_txn(self, payload: Mapping[str, Any]) -> None:
+        last = str(payload.get("lastTransactionID") or "")
+        if last.isdigit():
+            self._last_txn = max(self._last_txn, int(last))
 
     # -- account ------------------------------------------------------------------------
 
-    async def positions(self) -> dict[str, int]:
-        """Net units (long side plus the negative short side) per forexd symbol.
+    async def open_positions(self) -> dict[str, tuple[int, float]]:
+        """Net units and average price per forexd symbol (``/openPositions``).
 
         Instruments forexd does not trade are skipped (and logged once).
+
+        Raises:
+            BrokerError: OANDA could not be asked.
         """
         payload = await self._api.get(self._api.account_path("/openPositions"))
-        out: dict[str, int] = {}
-        for pos in payload.get("positions") or ():
-            name = str(pos.get("instrument"))
-            symbol = to_symbol(name)
-            if symbol is None:
-                if name not in self._ignored_instruments:
-                    self._ignored_instruments.add(name)
-                    _log.warning("oanda_position_ignored", instrument=name)
-                continue
-            net = sum(
-                (decimal_field(pos.get(side) or {}, "units", side) for side in ("long", "short")),
-                Decimal(0),
-            )
-            if net:
-                out[symbol] = out.get(symbol, 0) + int(net)
+        self._note_last_txn(payload)
+        out, ignored = positions_from(payload)
+        for name in ignored - self._ignored_instruments:
+            _log.warning("oanda_position_ignored", instrument=name)
+        self._ignored_instruments |= ignored
         return out
 
+    async def positions(self) -> dict[str, int]:
+        """Net units (long side plus the negative short side) per forexd symbol."""
+        return {s: u for s, (u, _) in (await self.open_positions()).items()}
+
     async def account(self) -> AccountSnapshot:
-        """Balance, NAV (as equity), unrealized P&L and margin used, from the summary."""
-        return _snapshot(await self._summary())
+        """The last account snapshot (refreshed by :meth:`run`; never fetched per bar)."""
+        if self._snapshot is None:
+            self._snapshot = account_snapshot(await self._summary())
+        return self._snapshot
 
     async def verify(self) -> AccountSnapshot:
         """Check the token, the account and its currency before trading starts.
@@ -405,23 +448,16 @@ class OandaBroker:
         currency = summary.get("currency")
         if currency != ACCOUNT_CURRENCY:
             raise BrokerError(
-                f"OANDA account {self._api.account_id} is in {currency}; forexd keeps its "
-                f"books in {ACCOUNT_CURRENCY}: use a {ACCOUNT_CURRENCY} account"
+                f"OANDA account {self._api.shown_account_id} is in {currency}; forexd keeps "
+                f"its books in {ACCOUNT_CURRENCY}: use a {ACCOUNT_CURRENCY} account"
             )
-        return _snapshot(summary)
+        self._snapshot = account_snapshot(summary)
+        return self._snapshot
 
     async def _summary(self) -> Mapping[str, Any]:
         payload = await self._api.get(self._api.account_path("/summary"))
+        self._note_last_txn(payload)
         summary = payload.get("account")
         if not isinstance(summary, Mapping):
             raise malformed("account summary", payload)
         return summary
-
-
-def _snapshot(summary: Mapping[str, Any]) -> AccountSnapshot:
-    return AccountSnapshot(
-        balance=float(decimal_field(summary, "balance", "account")),
-        equity=float(decimal_field(summary, "NAV", "account")),
-        unrealized_pnl=float(decimal_field(summary, "unrealizedPL", "account")),
-        margin_used=float(decimal_field(summary, "marginUsed", "account")),
-    )

@@ -8,13 +8,17 @@ written httpx calls are a few lines each and run on the daemon's event loop unde
 Retry policy, the part that matters for money: a GET is idempotent and is retried on
 connection errors, timeouts, 429 and 5xx with exponential backoff. A POST is sent once:
 :meth:`OandaApi.post` tells the caller whether the request provably never left
-(:class:`RequestNotSentError`, safe to resend) or may have reached OANDA without an answer
-coming back (:class:`ResponseLostError`); the broker then looks the order up by its client
-id before it considers sending again.
+(:class:`RequestNotSentError`) or may have reached OANDA without an answer coming back
+(:class:`ResponseLostError`); the broker then resolves the order from OANDA's
+transaction record and never sends it again (:mod:`forexd.brokers.oanda_resolve`).
 
 Datetimes are requested as ``UNIX`` by default: decimal seconds parse to integer
 nanoseconds exactly, with no time-zone parsing. ``RFC3339`` works too; the parsers in
 :mod:`forexd.brokers.oanda_wire` accept both, whichever the header asked for.
+
+Why it is over 400 lines: the transport, its retry/backoff policy for GET vs POST, the
+rate limiter and the streaming reader share one client and one error mapping; splitting
+them would spread the token and the retry rules over several modules.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from forexd.brokers.oanda_wire import (
     ResponseLostError,
     api_error,
     malformed,
+    mask_account_id,
 )
 from forexd.errors import ConfigError
 
@@ -199,6 +204,7 @@ class OandaApi:
                 "personal access token of the configured environment"
             )
         self.account_id = account_id
+        self.shown_account_id = mask_account_id(account_id)
         self.datetime_format: DatetimeFormat = datetime_format
         self.rest_url = _base(rest_url)
         self.stream_url = _base(stream_url)
@@ -241,7 +247,11 @@ class OandaApi:
         )
 
     def __repr__(self) -> str:
-        return f"OandaApi(account_id={self.account_id!r}, rest_url={self.rest_url!r})"
+        return f"OandaApi(account_id={self.shown_account_id!r}, rest_url={self.rest_url!r})"
+
+    def shown(self, path: str) -> str:
+        """``path`` with the account id masked: what error messages and logs quote."""
+        return path.replace(self.account_id, self.shown_account_id)
 
     async def aclose(self) -> None:
         """Close the connections."""
@@ -267,6 +277,10 @@ class OandaApi:
         )
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if self._client.is_closed:
+            # Shutdown closed the client while a background task still asks: a clean
+            # "not sent", which those tasks already handle, not httpx's RuntimeError.
+            raise RequestNotSentError(f"{method} not sent: the OANDA client is closed")
         self._throttled_s += await self._limiter.acquire()
         self._counts["requests"] += 1
         return await self._client.request(method, url, **kwargs)
@@ -280,6 +294,7 @@ class OandaApi:
         """
         backoff = self.backoff()
         problem = ""
+        shown = self.shown(path)
         for attempt in range(1, self.get_attempts + 1):
             if attempt > 1:
                 self._counts["retries"] += 1
@@ -292,15 +307,15 @@ class OandaApi:
             else:
                 status = response.status_code
                 if status != 429 and status < 500:
-                    return _json_or_raise(response, f"GET {path}")
+                    return _json_or_raise(response, f"GET {shown}")
                 self._counts["rate_limited"] += status == 429
                 problem = f"HTTP {status}"
                 delay = _retry_after(response) or backoff.next_delay()
             if attempt < self.get_attempts:
-                _log.warning("oanda_get_retry", path=path, problem=problem, retry_in_s=delay)
+                _log.warning("oanda_get_retry", path=shown, problem=problem, retry_in_s=delay)
                 await anyio.sleep(min(delay, self.backoff_max_s))
         raise OandaUnreachableError(
-            f"OANDA GET {path} failed {self.get_attempts} times (last: {problem}); "
+            f"OANDA GET {shown} failed {self.get_attempts} times (last: {problem}); "
             "check the network and OANDA's status page"
         )
 
@@ -312,15 +327,18 @@ class OandaApi:
             ResponseLostError: it may have been executed; the outcome must be looked up.
         """
         url = self.rest_url + path
+        shown = self.shown(path)
         try:
             response = await self._send("POST", url, json=body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             self._counts["transport_errors"] += 1
-            raise RequestNotSentError(f"POST {path} not sent: {type(exc).__name__}") from exc
+            raise RequestNotSentError(
+                f"POST {self.shown(path)} not sent: {type(exc).__name__}"
+            ) from exc
         except httpx.TransportError as exc:
             self._counts["transport_errors"] += 1
             raise ResponseLostError(
-                f"POST {path}: no response ({type(exc).__name__}); it may have been executed"
+                f"POST {shown}: no response ({type(exc).__name__}); it may have been executed"
             ) from exc
         self._counts["rate_limited"] += response.status_code == 429
         return response.status_code, _body(response)
@@ -337,6 +355,7 @@ class OandaApi:
             OandaUnreachableError: connect failure, 429/5xx, or ``stall_timeout_s`` of silence.
         """
         await self._pace_stream_connect()
+        shown = self.shown(path)
         timeout = httpx.Timeout(self.timeout_s, read=stall_timeout_s)
         try:
             async with self._client.stream(
@@ -345,17 +364,17 @@ class OandaApi:
                 if response.status_code != 200:
                     await response.aread()
                     if response.status_code == 429 or response.status_code >= 500:
-                        raise OandaUnreachableError(f"stream {path}: HTTP {response.status_code}")
-                    _json_or_raise(response, f"stream {path}")
+                        raise OandaUnreachableError(f"stream {shown}: HTTP {response.status_code}")
+                    _json_or_raise(response, f"stream {shown}")
                 self._stream_connects += 1
                 async for line in response.aiter_lines():
                     yield line
         except httpx.ReadTimeout as exc:
             raise OandaUnreachableError(
-                f"stream {path}: nothing received for {stall_timeout_s} s"
+                f"stream {shown}: nothing received for {stall_timeout_s} s"
             ) from exc
         except httpx.TransportError as exc:
-            raise OandaUnreachableError(f"stream {path} broke: {type(exc).__name__}") from exc
+            raise OandaUnreachableError(f"stream {shown} broke: {type(exc).__name__}") from exc
 
     async def _pace_stream_connect(self) -> None:
         async with self._stream_lock:

@@ -1,21 +1,31 @@
-"""What crosses the wire to OANDA v20: instrument names, decimal strings, datetimes, errors.
+"""What crosses the wire to OANDA v20: names, decimals, datetimes, errors, ids, fills.
 
-Pure helpers shared by the transport (:mod:`forexd.brokers.oanda_api`), the broker and the
-feed. OANDA sends every price, amount and id as a JSON *string*; they are read with
-``Decimal`` and never through ``float`` until they leave this adapter. DateTimes come as
+Pure helpers and wire types shared by the transport (:mod:`forexd.brokers.oanda_api`),
+the broker and the feed: one home for both. OANDA sends every price, amount and id as a
+JSON *string*; they are read with ``Decimal`` and never through ``float`` until they
+leave this adapter. DateTimes come as
 ``RFC3339`` (nanoseconds) or ``UNIX`` (decimal seconds) per ``Accept-Datetime-Format``;
 :func:`parse_time` takes both, so a response is read right whichever was asked for.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from forexd.domain import NS_PER_S, get_instrument
+from forexd.brokers.base import AccountSnapshot
+from forexd.domain import NS_PER_S, Fill, get_instrument
 from forexd.errors import BrokerError, ForexdError
+
+CLIENT_ID_MAX_CHARS = 32  # our guess: OANDA documents no limit
+INSTALL_ID_CHARS = 6
+_FOREXD_ID = re.compile(r"([A-Z]{6})-(\d{19})-(\d{1,3})")
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_INSTALL_ID = re.compile(rf"[a-z0-9]{{{INSTALL_ID_CHARS}}}")
 
 DatetimeFormat = Literal["RFC3339", "UNIX"]
 
@@ -48,6 +58,16 @@ class RequestNotSentError(OandaUnreachableError):
 
 class ResponseLostError(OandaUnreachableError):
     """A request was sent but its response did not arrive; its effect is unknown."""
+
+
+def mask_account_id(account_id: str) -> str:
+    """An account id as users see it: only the last group kept (``***-***-***-001``).
+
+    The same form as the log redaction (:mod:`forexd.daemon.redact`), so a message reads
+    the same on stderr, in ``ctl status`` and in the JSON log.
+    """
+    head, _, last = account_id.rpartition("-")
+    return "***-***-***-" + last if head else "***"
 
 
 def malformed(what: str, detail: object) -> BrokerError:
@@ -142,3 +162,124 @@ def api_error(status: int, body: Mapping[str, Any], what: str) -> OandaApiError:
         error_code=str(code) if code else None,
         reason=str(reason) if reason else None,
     )
+
+
+# -- client ids ------------------------------------------------------------------------
+
+
+def oanda_client_id(client_id: str, installation_id: str = "") -> str:
+    """The ``clientExtensions.id`` sent for a forexd client id (see the module note).
+
+    forexd's ``{symbol}-{bar_ts ns}-{seq}`` is written with the bar time in whole
+    seconds (``abc123-EURUSD-1704186000-0``, 25-28 characters); anything else is kept
+    when it fits, and hashed when it does not.
+    """
+    prefix = f"{installation_id}-" if installation_id else ""
+    match = _FOREXD_ID.fullmatch(client_id)
+    if match is not None and int(match[2]) % NS_PER_S == 0:
+        plain = f"{prefix}{match[1]}-{int(match[2]) // NS_PER_S}-{match[3]}"
+    else:
+        plain = prefix + client_id
+    if len(plain) <= CLIENT_ID_MAX_CHARS and _PLAIN_ID.fullmatch(plain):
+        return plain
+    head = f"{prefix}h"
+    digest = hashlib.sha256(client_id.encode()).hexdigest()
+    return head + digest[: CLIENT_ID_MAX_CHARS - len(head)]
+
+
+def check_installation_id(value: str) -> str:
+    """Validate an installation id (``INSTALL_ID_CHARS`` of ``a-z0-9``).
+
+    Raises:
+        BrokerError: it is malformed (the file in the data dir was edited or damaged).
+    """
+    if not _INSTALL_ID.fullmatch(value):
+        raise BrokerError(
+            f"installation id {value!r} is not {INSTALL_ID_CHARS} characters of a-z0-9; "
+            "restore the installation_id file of this data dir (never reuse another's)"
+        )
+    return value
+
+
+# -- transactions ----------------------------------------------------------------------
+
+
+def fill_from_transaction(txn: Mapping[str, Any], client_id: str) -> Fill:
+    """Build a :class:`Fill` from an ``ORDER_FILL`` transaction.
+
+    The price is the units-weighted price of the trades it opened, reduced and closed (the
+    fill's top-level ``price`` is deprecated and only a fallback). ``commission`` is the
+    fill's cost in the account currency: commission plus guaranteed-execution fee, minus
+    financing (OANDA reports commission as a positive charge and financing signed).
+
+    Raises:
+        BrokerError: the transaction is not a fill or lacks documented fields.
+    """
+    if txn.get("type") != "ORDER_FILL":
+        raise malformed("fill transaction", txn.get("type"))
+    symbol = to_symbol(str(txn.get("instrument")))
+    if symbol is None:
+        raise malformed("fill instrument", txn.get("instrument"))
+    units = decimal_field(txn, "units", "orderFillTransaction")
+    legs = [txn[k] for k in ("tradeOpened", "tradeReduced") if isinstance(txn.get(k), Mapping)]
+    legs += [leg for leg in txn.get("tradesClosed") or () if isinstance(leg, Mapping)]
+    size = sum((abs(decimal_field(leg, "units", "trade")) for leg in legs), Decimal(0))
+    if size:
+        value = sum(
+            abs(decimal_field(leg, "units", "trade")) * decimal_field(leg, "price", "trade")
+            for leg in legs
+        )
+        price = value / size
+    else:
+        price = decimal_field(txn, "fullVWAP" if "fullVWAP" in txn else "price", "fill")
+    cost = Decimal(0)
+    for key, sign in (("commission", 1), ("guaranteedExecutionFee", 1), ("financing", -1)):
+        if txn.get(key) is not None:
+            cost += sign * decimal_field(txn, key, "fill")
+    return Fill(
+        fill_id=str(txn["id"]),
+        client_id=client_id,
+        symbol=symbol,
+        units=int(units),
+        price=float(price),
+        commission=float(cost),
+        ts=parse_time(str(txn["time"])),
+    )
+
+
+def account_snapshot(summary: Mapping[str, Any]) -> AccountSnapshot:
+    """Balance, NAV (as equity), unrealized P&L and margin used of an account summary."""
+    return AccountSnapshot(
+        balance=float(decimal_field(summary, "balance", "account")),
+        equity=float(decimal_field(summary, "NAV", "account")),
+        unrealized_pnl=float(decimal_field(summary, "unrealizedPL", "account")),
+        margin_used=float(decimal_field(summary, "marginUsed", "account")),
+    )
+
+
+def positions_from(payload: Mapping[str, Any]) -> tuple[dict[str, tuple[int, float]], set[str]]:
+    """Net units and average price per forexd symbol of an ``/openPositions`` answer.
+
+    Returns:
+        The positions, and the names of instruments forexd does not trade (skipped).
+    """
+    out: dict[str, tuple[int, float]] = {}
+    ignored: set[str] = set()
+    for pos in payload.get("positions") or ():
+        name = str(pos.get("instrument"))
+        symbol = to_symbol(name)
+        if symbol is None:
+            ignored.add(name)
+            continue
+        net = Decimal(0)
+        price = 0.0
+        for side in ("long", "short"):
+            leg = pos.get(side) or {}
+            units = decimal_field(leg, "units", side)
+            net += units
+            if units and leg.get("averagePrice") is not None:
+                price = float(decimal_field(leg, "averagePrice", side))
+        if net:
+            before, _ = out.get(symbol, (0, 0.0))
+            out[symbol] = (before + int(net), price)
+    return out, ignored

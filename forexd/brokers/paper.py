@@ -14,7 +14,8 @@ from pathlib import Path
 from forexd.brokers.base import AccountSnapshot, BrokerOrderState
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar, Fill, Order, OrderStatus
-from forexd.storage.db import StorageWriter, now_ns, open_sync
+from forexd.storage.db import StorageWriter, damaged, is_damaged, now_ns, open_sync
+from forexd.storage.orders import SQL_EVENT
 
 
 class PaperBroker:
@@ -27,6 +28,9 @@ class PaperBroker:
         self.ledger = ledger
         self._known: dict[str, Order] = {}
         self._fills_by_order: dict[str, list[Fill]] = {}
+        # The newest bar seen per symbol, across restarts: the market's clock never runs
+        # backwards, so a bar replayed after a restart fills nothing and marks nothing.
+        self._clock: dict[str, int] = {}
 
     @classmethod
     def restore(
@@ -52,18 +56,22 @@ class PaperBroker:
                 balance = float(row[0])
             broker = cls(writer, Ledger(balance, costs))
             broker._load(conn)
+        except sqlite3.DatabaseError as exc:
+            if is_damaged(exc):
+                raise damaged(db_path, exc) from None
+            raise
         finally:
             conn.close()
         return broker
 
     def _load(self, conn: sqlite3.Connection) -> None:
-        for cid, sym, units, bar_ts, status, submitted in conn.execute(
-            "SELECT client_id, symbol, units, bar_ts, status, submitted_ns FROM paper_orders"
-        ):
-            order = Order(cid, sym, int(units), int(bar_ts), int(submitted))
-            self._known[cid] = order
-            if status == OrderStatus.SUBMITTED.value:
-                self.ledger.submit(order)
+        """Rebuild the book; an order is pending exactly when it has no fill.
+
+        The fills decide, not ``paper_orders.status``: the status row is written after
+        the fill and a crash can keep one without the other. The database allows one
+        fill per client id (schema version 3), so an order with a fill is never queued
+        again and can never be filled twice.
+        """
         for fid, cid, sym, units, price, commission, ts in conn.execute(
             "SELECT fill_id, client_id, symbol, units, price, commission, ts "
             "FROM paper_fills ORDER BY rowid"
@@ -71,11 +79,20 @@ class PaperBroker:
             fill = Fill(fid, cid, sym, int(units), float(price), float(commission), int(ts))
             self.ledger.apply(fill)
             self._fills_by_order.setdefault(cid, []).append(fill)
-        for sym, close in conn.execute(
-            "SELECT c.symbol, c.close FROM candles c JOIN (SELECT symbol, MAX(ts) AS ts "
+            self._clock[sym] = max(self._clock.get(sym, fill.ts), fill.ts)
+        for cid, sym, units, bar_ts, submitted in conn.execute(
+            "SELECT client_id, symbol, units, bar_ts, submitted_ns FROM paper_orders ORDER BY rowid"
+        ):
+            order = Order(cid, sym, int(units), int(bar_ts), int(submitted))
+            self._known[cid] = order
+            if cid not in self._fills_by_order:
+                self.ledger.submit(order)
+        for sym, close, ts in conn.execute(
+            "SELECT c.symbol, c.close, c.ts FROM candles c JOIN (SELECT symbol, MAX(ts) AS ts "
             "FROM candles GROUP BY symbol) m ON c.symbol = m.symbol AND c.ts = m.ts"
         ):
             self.ledger.last_price[sym] = float(close)
+            self._clock[sym] = max(self._clock.get(sym, int(ts)), int(ts))
 
     async def submit(self, order: Order) -> list[Fill]:
         """Accept a market order; it fills at the next bar's open of its symbol."""
@@ -83,8 +100,7 @@ class PaperBroker:
             # Idempotent: the same client id is never booked twice. It should never be
             # sent twice either, so record it where the crash tests look.
             await self._writer.execute(
-                "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, ?, ?)",
-                (now_ns(), "duplicate_submit", order.symbol, order.client_id),
+                SQL_EVENT, (now_ns(), "duplicate_submit", order.symbol, order.client_id)
             )
             return []
         # Not awaited: the order row the actor wrote *before* calling us is the durable
@@ -107,7 +123,15 @@ class PaperBroker:
         return []
 
     async def on_bar(self, bar: Bar) -> list[Fill]:
-        """Fill pending orders of ``bar.symbol`` and persist the fills before returning."""
+        """Fill pending orders of ``bar.symbol`` and persist the fills before returning.
+
+        A bar no newer than one already seen for the symbol (a replay restarted behind
+        the book) is not the market: it fills nothing, and pending orders wait for the
+        first bar past the newest one, as at a real broker whose clock only moves forward.
+        """
+        if bar.ts <= self._clock.get(bar.symbol, bar.ts - 1):
+            return []
+        self._clock[bar.symbol] = bar.ts
         fills = self.ledger.on_bar(bar)
         if fills:
             for fill in fills:

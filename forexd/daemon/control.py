@@ -1,13 +1,20 @@
 """The control channel: newline-delimited JSON over a Unix socket (or loopback TCP).
 
-Request:  ``{"v": 1, "id": 7, "cmd": "status", "args": {}}`` (+ ``"token"`` over TCP)
+Request:  ``{"v": 1, "id": 7, "cmd": "status", "args": {}}``
 Response: ``{"v": 1, "id": 7, "ok": true, "result": {...}}`` or
           ``{"v": 1, "id": 7, "ok": false, "error": {"code": "...", "message": "..."}}``
 
-A connection may send several requests. Garbage, oversized or slow requests get an error
-response (or the connection is closed) and never reach a handler; the daemon carries on.
-The socket is created with mode 0600 (umask set before bind, so there is no window where
-it is wider) and, on Linux, the peer's uid is checked with SO_PEERCRED.
+A connection may send several requests. Garbage, oversized, too deeply nested or slow
+requests get an error response (or the connection is closed) and never reach a handler;
+the daemon carries on. Limits hold *before* parsing: a line is at most 64 KiB and its
+nesting depth is counted by a byte scan first, so ``json.loads`` never sees input that
+could exhaust the recursion limit (a 20,000-deep line once killed the daemon).
+
+The Unix socket is created with mode 0600 (umask set before bind, so there is no window
+where it is wider) and, on Linux, the peer's uid is checked with SO_PEERCRED. Over TCP the
+first line of a connection is the token alone (at most 256 bytes, compared in constant
+time); nothing else is read, let alone parsed, until it matches, and a wrong token closes
+the connection, so guesses cost a connection each.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -33,6 +41,8 @@ from forexd.errors import ControlError, DaemonNotRunningError
 
 PROTOCOL_VERSION = 1
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_DEPTH = 32  # nesting of arrays/objects; real requests use 3
+MAX_TOKEN_LINE_BYTES = 256
 REQUEST_TIMEOUT_S = 5.0  # a client has this long to send a whole line
 CLIENT_TIMEOUT_S = 10.0
 
@@ -130,48 +140,86 @@ class ControlServer:
 
     async def _handle_connection(self, stream: ByteStream) -> None:
         async with stream:
-            if not self._peer_allowed(stream):
-                await self._send(stream, _error(None, "forbidden", "peer uid not allowed"))
+            try:
+                await self._serve_connection(stream)
+            except Exception:  # one connection's bug must not take the listener down
+                self._log.exception("control_connection_failed")
+
+    async def _serve_connection(self, stream: ByteStream) -> None:
+        if not self._peer_allowed(stream):
+            await self._send(stream, _error(None, "forbidden", "peer uid not allowed"))
+            return
+        buffered = BufferedByteReceiveStream(stream)
+        if self.transport == "tcp" and not await self._authenticated(stream, buffered):
+            return
+        while True:
+            try:
+                with anyio.fail_after(REQUEST_TIMEOUT_S):
+                    line = await buffered.receive_until(b"\n", MAX_REQUEST_BYTES)
+            except (
+                anyio.EndOfStream,
+                anyio.IncompleteRead,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+            ):
                 return
-            buffered = BufferedByteReceiveStream(stream)
-            while True:
-                try:
-                    with anyio.fail_after(REQUEST_TIMEOUT_S):
-                        line = await buffered.receive_until(b"\n", MAX_REQUEST_BYTES)
-                except (
-                    anyio.EndOfStream,
-                    anyio.IncompleteRead,
-                    anyio.BrokenResourceError,
-                    anyio.ClosedResourceError,
-                ):
-                    return
-                except anyio.DelimiterNotFound:
-                    self.bad_requests += 1
-                    await self._send(
-                        stream,
-                        _error(None, "too_large", f"request exceeds {MAX_REQUEST_BYTES} bytes"),
-                    )
-                    return
-                except TimeoutError:
-                    self.bad_requests += 1
-                    await self._send(
-                        stream,
-                        _error(
-                            None, "timeout", f"no complete request within {REQUEST_TIMEOUT_S} s"
-                        ),
-                    )
-                    return
-                await self._send(stream, await self._dispatch(line))
+            except anyio.DelimiterNotFound:
+                self.bad_requests += 1
+                await self._send(
+                    stream,
+                    _error(None, "too_large", f"request exceeds {MAX_REQUEST_BYTES} bytes"),
+                )
+                return
+            except TimeoutError:
+                self.bad_requests += 1
+                await self._send(
+                    stream,
+                    _error(None, "timeout", f"no complete request within {REQUEST_TIMEOUT_S} s"),
+                )
+                return
+            await self._send(stream, await self._dispatch(line))
+
+    async def _authenticated(self, stream: ByteStream, buffered: BufferedByteReceiveStream) -> bool:
+        """Read the token line; on anything but the right token answer and close."""
+        try:
+            with anyio.fail_after(REQUEST_TIMEOUT_S):
+                line = await buffered.receive_until(b"\n", MAX_TOKEN_LINE_BYTES)
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            anyio.DelimiterNotFound,
+            TimeoutError,
+        ):
+            line = b""
+        if tokens_match(self._token, line.strip().decode("utf-8", "replace")):
+            return True
+        self.bad_requests += 1
+        message = "the first line must be the token from the token file; closing"
+        await self._send(stream, _error(None, "forbidden", message))
+        return False
 
     async def _send(self, stream: ByteStream, response: dict[str, Any]) -> None:
+        try:
+            data = json.dumps(response, default=str).encode()
+        except (TypeError, ValueError) as exc:  # e.g. a circular result: a handler bug
+            self._log.error("control_unserialisable_result", error=str(exc))
+            data = json.dumps(
+                _error(response.get("id"), "internal", f"result not serialisable: {exc}"),
+                default=str,
+            ).encode()
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await stream.send(json.dumps(response, default=str).encode() + b"\n")
+            await stream.send(data + b"\n")
 
     async def _dispatch(self, line: bytes) -> dict[str, Any]:
         self.requests += 1
+        if nesting_depth(line) > MAX_DEPTH:
+            self.bad_requests += 1
+            return _error(None, "too_deep", f"request nests deeper than {MAX_DEPTH} levels")
         try:
             req = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self.bad_requests += 1
             return _error(None, "bad_json", "request is not a JSON object on one line")
         if not isinstance(req, dict):
@@ -185,9 +233,6 @@ class ControlServer:
                 "bad_version",
                 f"protocol version {req.get('v')!r} unsupported; use {PROTOCOL_VERSION}",
             )
-        if self.transport == "tcp" and not tokens_match(self._token, req.get("token")):
-            self.bad_requests += 1
-            return _error(req_id, "forbidden", "missing or wrong token")
         cmd, args = req.get("cmd"), req.get("args", {})
         handler = self.handlers.get(cmd) if isinstance(cmd, str) else None
         if handler is None:
@@ -197,14 +242,51 @@ class ControlServer:
         if not isinstance(args, dict):
             self.bad_requests += 1
             return _error(req_id, "bad_request", "args must be a JSON object")
+        self._log.debug("control_request", cmd=cmd)
         try:
             result = await handler(args)
         except RequestError as exc:
+            self._log.debug("control_request_refused", cmd=cmd, code=exc.code)
             return _error(req_id, exc.code, exc.message)
         except Exception as exc:  # a handler bug must not take the daemon down
             self._log.exception("control_handler_failed", cmd=cmd)
             return _error(req_id, "internal", f"{type(exc).__name__}: {exc}")
         return {"v": PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result}
+
+
+_SPECIAL = re.compile(rb'["\\\[\]{}]')
+
+
+def nesting_depth(line: bytes) -> int:
+    """How deeply arrays/objects nest in ``line``, outside strings, without parsing it.
+
+    Stops counting past :data:`MAX_DEPTH` (the answer is then ``MAX_DEPTH + 1``), so the
+    cost is one regex scan plus a step per bracket, quote or backslash.
+    """
+    depth = peak = 0
+    in_string = False
+    escaped_at = -1
+    for match in _SPECIAL.finditer(line):
+        pos = match.start()
+        if pos == escaped_at:
+            continue
+        char = line[pos]
+        if in_string:
+            if char == 0x5C:  # backslash: the next byte is escaped
+                escaped_at = pos + 1
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in (0x5B, 0x7B):
+            depth += 1
+            if depth > peak:
+                peak = depth
+                if peak > MAX_DEPTH:
+                    return peak
+        elif char in (0x5D, 0x7D):
+            depth -= 1
+    return peak
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -226,9 +308,9 @@ def request(
         ControlError: the daemon answered with an error.
     """
     payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": 1, "cmd": cmd, "args": args or {}}
-    sock = _connect(paths, payload, timeout_s)
+    sock, preamble = _connect(paths, timeout_s)
     with sock:
-        sock.sendall(json.dumps(payload).encode() + b"\n")
+        sock.sendall(preamble + json.dumps(payload).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             try:
@@ -248,7 +330,8 @@ def request(
     return resp.get("result")
 
 
-def _connect(paths: DaemonPaths, payload: dict[str, Any], timeout_s: float) -> socket.socket:
+def _connect(paths: DaemonPaths, timeout_s: float) -> tuple[socket.socket, bytes]:
+    """A connected socket and what must precede the request (the TCP token line)."""
     where = paths.tcp_endpoint if paths.tcp_endpoint.exists() else paths.socket
     not_running = DaemonNotRunningError(
         f"no forexd is running for data directory {paths.data_dir} (looked for {where}); "
@@ -257,8 +340,9 @@ def _connect(paths: DaemonPaths, payload: dict[str, Any], timeout_s: float) -> s
     if paths.tcp_endpoint.exists():
         try:
             host, port = paths.tcp_endpoint.read_text().split()
-            payload["token"] = read_token(paths.token)
-            return socket.create_connection((host, int(port)), timeout=timeout_s)
+            token = read_token(paths.token)
+            sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+            return sock, token.encode("utf-8") + b"\n"
         except (OSError, ValueError):
             raise not_running from None
     if not hasattr(socket, "AF_UNIX") or not paths.socket.exists():
@@ -270,4 +354,4 @@ def _connect(paths: DaemonPaths, payload: dict[str, Any], timeout_s: float) -> s
     except OSError:
         sock.close()
         raise not_running from None
-    return sock
+    return sock, b""

@@ -2,7 +2,8 @@
 
 Each handler takes the request's ``args`` object and returns a JSON-ready result, or raises
 :class:`~forexd.daemon.control.RequestError` with a machine-readable code. Handlers only
-read snapshots or send the daemon's parts a request; they never block the loop.
+read snapshots or send the daemon's parts a request — to an actor, a message in its inbox
+whose reply they await (an actor owns its state); they never block the loop.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from forexd import __version__
 from forexd.daemon.control import RequestError
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from forexd.daemon.supervisor import Daemon
 
 LOGS_MAX_LINES = 1000
+T = TypeVar("T")
 
 
 def register_handlers(daemon: Daemon) -> Handlers:
@@ -41,6 +44,8 @@ def register_handlers(daemon: Daemon) -> Handlers:
         "flatten",
         "reload",
         "logs",
+        "adopt",  # oanda (issue 11)
+        "restart",  # oanda (issue 11)
     ):
         daemon.control.register(name, getattr(h, name))
     jobs = JobHandlers(daemon)  # the training job queue (daemon/jobs.py)
@@ -63,6 +68,14 @@ class Handlers:
 
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
+
+    @staticmethod
+    async def _ask(request: Awaitable[T]) -> T:
+        """An actor's answer; its refusal becomes a ``not_running`` error."""
+        try:
+            return await request
+        except ControlRefusedError as exc:
+            raise RequestError("not_running", str(exc)) from None
 
     def _actor(self, symbol: str) -> SymbolActor:
         actor = self.d.actors.get(symbol)
@@ -96,16 +109,16 @@ class Handlers:
     async def retrain(self, args: dict[str, Any]) -> dict[str, Any]:
         """Queue a training cycle for an ML symbol now."""
         actor = self._actor(_symbol_arg(args) or "")
-        try:
-            trainable = actor.request_retrain("operator")
-        except ControlRefusedError as exc:
-            raise RequestError("not_running", str(exc)) from None
-        if not trainable:
+        if not actor.training.active:
             raise RequestError(
                 "bad_request",
                 f"{actor.symbol} trades {actor.strategy.name}, which has no model to retrain",
             )
-        return {"symbol": actor.symbol, "queued": True, "already_training": actor.training}
+        try:
+            already = await actor.request_retrain("operator")
+        except ControlRefusedError as exc:
+            raise RequestError("not_running", str(exc)) from None
+        return {"symbol": actor.symbol, "queued": True, "already_training": already}
 
     async def risk(self, args: dict[str, Any]) -> dict[str, Any]:
         """Limits, usage and trading states."""
@@ -132,13 +145,13 @@ class Handlers:
     async def pause(self, args: dict[str, Any]) -> dict[str, Any]:
         """Stop opening new trades on a symbol (bars, fills and risk keep running)."""
         actor = self._actor(_symbol_arg(args) or "")
-        actor.set_paused(True)
+        await self._ask(actor.set_paused(True))
         return {"symbol": actor.symbol, "paused": True, "position_units": actor.position.units}
 
     async def resume(self, args: dict[str, Any]) -> dict[str, Any]:
         """Let a paused symbol trade again."""
         actor = self._actor(_symbol_arg(args) or "")
-        actor.set_paused(False)
+        await self._ask(actor.set_paused(False))
         return {"symbol": actor.symbol, "paused": False}
 
     async def flatten(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -150,17 +163,64 @@ class Handlers:
             )
         symbol = _symbol_arg(args, required=False)
         actors = [self._actor(symbol)] if symbol else list(self.d.actors.values())
-        results = []
+        results: list[dict[str, Any]] = []
         for actor in actors:
-            results.append(await actor.flatten())
+            # -- oanda (issue 11): a drifted symbol closes the broker's position
+            guard = self.d.guard
+            if guard is not None and actor.symbol in guard.drift:
+                try:
+                    await guard.adopt(actor.symbol)
+                except ForexdError as exc:
+                    raise RequestError("broker_unavailable", str(exc)) from None
+            # -- end oanda
+            if symbol:
+                results.append(await self._ask(actor.flatten()))
+                continue
+            try:
+                results.append(await actor.flatten())
+            except ControlRefusedError as exc:  # a parked actor must not stop the others
+                results.append({"symbol": actor.symbol, "units": 0, "client_id": None,
+                                "error": str(exc)})  # fmt: skip
         return {"flattened": results}
+
+    # -- oanda (issue 11) ---------------------------------------------------------------
+
+    async def adopt(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Take the broker's position of a symbol as the daemon's (lifts a drift halt)."""
+        actor = self._actor(_symbol_arg(args) or "")
+        if self.d.guard is None:
+            raise RequestError("bad_request", "adopt needs a live broker (broker.kind = oanda)")
+        try:
+            result: dict[str, Any] = await self.d.guard.adopt(actor.symbol)
+        except ForexdError as exc:
+            raise RequestError("broker_unavailable", str(exc)) from None
+        return result
+
+    async def restart(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Start a parked (failed or stopped) symbol's actor again."""
+        actor = self._actor(_symbol_arg(args) or "")
+        if actor.state not in ("failed", "stopped", "finished"):
+            raise RequestError(
+                "not_parked", f"{actor.symbol} is {actor.state}; only a parked symbol restarts"
+            )
+        sym = next(s for s in self.d.settings.active_symbols if s.symbol == actor.symbol)
+        new = await self.d.start_actor(sym)
+        if actor.paused:  # an operator's pause survives the restart (through the inbox)
+            await self._ask(new.set_paused(True))
+        return {"symbol": new.symbol, "state": new.state, "was": actor.state}
+
+    # -- end oanda
 
     async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Re-read the config file and apply it (the old one stays if the new is bad)."""
         try:
-            return await self.d.reload()
+            return await self.d.reload("ctl")
         except ForexdError as exc:
             raise RequestError("reload_rejected", str(exc)) from None
+        except Exception as exc:  # logged in full by Daemon.reload; the daemon carries on
+            raise RequestError(
+                "reload_failed", f"reload failed ({type(exc).__name__}: {exc}); see the log"
+            ) from None
 
     async def logs(self, args: dict[str, Any]) -> dict[str, Any]:
         """Recent log lines from the in-memory ring (``since`` for follow mode)."""
@@ -194,11 +254,15 @@ class Handlers:
                     "clipped",
                 )
             }
+            risk["state_changes"] = [
+                {"scope": scope, "state": state, "cause": cause, "count": n}
+                for (scope, state, cause), n in d.risk.state_changes.items()
+            ]
         return {
             "version": __version__,
             "pid": os.getpid(),
             "uptime_s": round(time.time() - d.started_at, 3),
-            "state": d.state,
+            "state": d.guard.daemon_state(d.state) if d.guard is not None else d.state,
             "data_dir": str(d.paths.data_dir),
             "broker": getattr(d.broker, "name", "?"),
             "budget": d.budget.to_dict(),
@@ -210,6 +274,7 @@ class Handlers:
             "storage": asdict(d.writer.stats()),
             "control": {"requests": d.control.requests, "bad_requests": d.control.bad_requests},
             "symbols": [asdict(a.stats()) for a in d.actors.values()],
+            "broker_link": d.guard.status() if d.guard is not None else None,  # oanda
             "risk": risk,
             "account": {
                 "balance": round(acct.balance, 2),
@@ -236,16 +301,16 @@ class JobHandlers:
         if lookback is not None and (not isinstance(lookback, int) or lookback < 1):
             raise RequestError("bad_request", "args.lookback_candles must be an integer >= 1")
         actor = Handlers(self.d)._actor(symbol)
-        params = getattr(actor.trainable, "params", None)
-        if actor.trainable is None or params is None:
+        trainer = actor.training.trainer
+        if trainer is None:
             raise RequestError(
                 "bad_request",
                 f"{actor.symbol} trades {actor.strategy.name}, which has no model to train",
             )
-        timeout = float(params.train_timeout_s)
+        timeout = float(trainer.params.train_timeout_s)
         job = self.d.jobs.submit(actor.symbol, "operator", timeout_s=timeout, lookback=lookback)
-        try:
-            actor.request_retrain("operator")
+        try:  # through the actor's inbox: the actor starts the cycle, which adopts the job
+            await actor.request_retrain("operator")
         except ControlRefusedError as exc:
             self.d.jobs.cancel(job.id)
             raise RequestError("not_running", str(exc)) from None

@@ -1,7 +1,8 @@
 """Logging: structlog configured once, at the entry point.
 
 JSON lines (one object per line) when stdout is not a terminal — journald, files, log
-shippers — and a readable console renderer on one. Every line carries ``timestamp``
+shippers — and a readable console renderer on one, in colour unless ``NO_COLOR`` is set
+to a non-empty value (https://no-color.org). Every line carries ``timestamp``
 (UTC ISO 8601), ``level``, ``event`` and ``component``; ``symbol`` where one applies.
 A ring buffer keeps the last lines in memory for ``forexd ctl logs``.
 """
@@ -9,6 +10,7 @@ A ring buffer keeps the last lines in memory for ``forexd ctl logs``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections import deque
 from collections.abc import MutableMapping
@@ -80,6 +82,11 @@ class Tee:
         return False
 
 
+def use_colour() -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set and not empty."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -108,7 +115,7 @@ def configure_logging(
     if json_out:
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=use_colour())
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.lower()]),

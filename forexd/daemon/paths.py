@@ -4,10 +4,18 @@ Data dir: ``--data-dir`` > ``FOREXD_DATA_DIR`` / config ``data_dir`` > the platf
 (XDG ``$XDG_DATA_HOME/forexd`` on Linux, via platformdirs). Runtime dir (socket, pid file):
 ``--runtime-dir``/``FOREXD_RUNTIME_DIR``/config ``runtime_dir`` > ``<data dir>/run``.
 Keeping the runtime dir under the data dir by default means one option finds everything.
+
+Private by default (issue 10): the daemon runs with umask 077, creates both directories
+0700, and tightens files an older forexd left wider (database, WAL, shared memory, risk
+state and its lock) to 0600. An existing directory that group or others can enter is
+left as the operator made it, but ``forexd run`` warns and ``forexd config check``
+reports it: with it, another local user could read every order and hold the risk lock.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +26,17 @@ from forexd.config import Settings
 from forexd.errors import ConfigError
 
 UNIX_SOCKET_PATH_MAX = 104  # macOS limit (Linux allows 108); be conservative
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+# Files of the data dir that an older forexd created 0644; tightened at start.
+PRIVATE_FILES = (
+    "forexd.db",
+    "forexd.db-wal",
+    "forexd.db-shm",
+    "risk_state.json",
+    "risk_state.json.lock",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +107,54 @@ def resolve_paths(settings: Settings) -> DaemonPaths:
             "bytes; set a shorter runtime_dir (FOREXD_RUNTIME_DIR or --runtime-dir)"
         )
     return paths
+
+
+def exposure_warnings(paths: DaemonPaths) -> list[str]:
+    """One message per existing daemon directory that group or others may access."""
+    if os.name != "posix":
+        return []
+    found = []
+    for directory in dict.fromkeys((paths.data_dir, paths.runtime_dir)):
+        try:
+            mode = stat.S_IMODE(directory.stat().st_mode)
+        except OSError:  # missing (created later) or unreachable (creating it will say)
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            found.append(
+                f"{directory} has mode {mode:04o}: other local users may read the orders "
+                f"and balance or hold the daemon's locks; run `chmod 700 {directory}`"
+            )
+    return found
+
+
+def make_private(paths: DaemonPaths) -> list[str]:
+    """Set the process umask to 077 and create the daemon's directories 0700.
+
+    Called before the daemon creates anything (log file, pid lock, database). Files an
+    older forexd left group/world readable are tightened to 0600; directories that
+    already exist keep their mode (see :func:`exposure_warnings`, whose messages are
+    returned for the caller to log).
+
+    Raises:
+        ConfigError: a directory cannot be created.
+    """
+    if os.name != "posix":
+        return []
+    os.umask(PRIVATE_UMASK)
+    warnings = exposure_warnings(paths)
+    for directory in (paths.data_dir, paths.runtime_dir):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create directory {directory} ({exc.strerror or exc}); choose "
+                "another --data-dir / --runtime-dir or fix the parent's permissions"
+            ) from None
+    for name in PRIVATE_FILES:
+        path = paths.data_dir / name
+        try:
+            if stat.S_IMODE(path.stat().st_mode) & (stat.S_IRWXG | stat.S_IRWXO):
+                path.chmod(PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            continue
+    return warnings

@@ -5,19 +5,26 @@ whose outcome it never saw. Each one is looked up at the broker by its client id
 the broker never received are marked ``cancelled``; fills the broker reports but the
 database lacks are recorded. Finally the net positions are compared. Every repair is
 logged and stored in the ``events`` table. Nothing is ever re-sent from here.
+
+A live broker may still execute an order sent just before the crash (OANDA can finish a
+market order after the client gave up). So an order the broker does not know yet but
+that was sent less than its ``absent_after_s`` ago is not cancelled: it is handed to the
+broker as unresolved (``track_unresolved``) and resolved from the transaction record
+like any lost answer; its row stays ``pending`` and its symbol may only reduce.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forexd.actors.symbol import SQL_EVENT, SQL_ORDER_STATUS, queue_fill
 from forexd.brokers.base import Broker
-from forexd.domain import Fill, OrderStatus, Position, get_instrument
+from forexd.domain import Fill, Order, OrderStatus, Position, get_instrument
 from forexd.storage.db import StorageWriter, now_ns, open_sync
+from forexd.storage.orders import SQL_EVENT, SQL_ORDER_STATUS, queue_fill
 
 
 @dataclass(slots=True)
@@ -26,6 +33,7 @@ class ReconcileReport:
 
     orders_checked: int = 0
     orders_cancelled: list[str] = field(default_factory=list)
+    orders_unresolved: list[str] = field(default_factory=list)
     fills_recovered: list[str] = field(default_factory=list)
     position_mismatches: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -34,6 +42,7 @@ class ReconcileReport:
         return {
             "orders_checked": self.orders_checked,
             "orders_cancelled": self.orders_cancelled,
+            "orders_unresolved": self.orders_unresolved,
             "fills_recovered": self.fills_recovered,
             "position_mismatches": {k: list(v) for k, v in self.position_mismatches.items()},
         }
@@ -47,7 +56,8 @@ async def reconcile(
     conn = open_sync(db_path)
     try:
         open_orders = conn.execute(
-            "SELECT client_id, symbol FROM orders WHERE status IN (?, ?) ORDER BY created_ns",
+            "SELECT client_id, symbol, units, bar_ts, created_ns FROM orders "
+            "WHERE status IN (?, ?) ORDER BY created_ns",
             (OrderStatus.PENDING.value, OrderStatus.SUBMITTED.value),
         ).fetchall()
         known_fills = {r[0] for r in conn.execute("SELECT fill_id FROM fills")}
@@ -61,10 +71,16 @@ async def reconcile(
     finally:
         conn.close()
 
-    for client_id, symbol in open_orders:
+    track = getattr(broker, "track_unresolved", None)  # live brokers only
+    for client_id, symbol, units, bar_ts, created_ns in open_orders:
         report.orders_checked += 1
         state = await broker.lookup_order(client_id)
         now = now_ns()
+        order = Order(client_id, symbol, int(units), int(bar_ts), int(created_ns))
+        if state is None and track is not None and track(order, time.time_ns() - created_ns):
+            report.orders_unresolved.append(client_id)
+            log.warning("reconcile_order_unresolved", client_id=client_id, symbol=symbol)
+            continue
         if state is None:
             report.orders_cancelled.append(client_id)
             writer.submit(

@@ -7,6 +7,9 @@ position is kept, never closed behind the operator's back), strategy and paramet
 actor keeps its bars and position), risk limits, actor restart policy, replay speed, log
 level. What needs a restart (data or runtime dir, broker, feed source, control transport,
 compute budget) is refused with the key named, so nothing half-applies.
+
+A changed strategy reaches its actor as a message (the actor owns its state); SIGHUP and
+``ctl reload`` both come through :meth:`~forexd.daemon.supervisor.Daemon.reload`.
 """
 
 from __future__ import annotations
@@ -71,10 +74,9 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
 
     daemon.settings = new
     for sym, strategy in rebuilt.items():
-        actor = daemon.actors[sym]
-        actor.strategy = strategy
-        actor.core.replace_strategy(strategy)
-        actor.log.info("strategy_reloaded", strategy=strategy.name, params=new_syms[sym].params)
+        # A message to the actor, applied between two bars; an ML symbol keeps its trainer
+        # and champion (the actor hands the champion to the new strategy object).
+        await daemon.actors[sym].replace_strategy(strategy, new_syms[sym].params)
     removed = [s for s in old_syms if s not in new_syms and s in daemon.actors]
     for sym in removed:
         daemon.stop_actor(sym)

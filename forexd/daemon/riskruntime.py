@@ -24,7 +24,7 @@ from forexd.actors.core import GateDecision
 from forexd.errors import RiskStateError
 from forexd.risk import Denial, Holding, RiskGate, RiskLimits, RiskState
 from forexd.storage.db import open_sync
-from forexd.storage.riskstate import RiskStateStore
+from forexd.storage.riskstate import RiskStateStore, ahead_of_database
 
 PERSIST_EVERY_S = 0.2
 
@@ -59,6 +59,20 @@ def _fills_after(db_path: Path, seq: int) -> list[tuple[int, float, float, int]]
     return [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in rows]
 
 
+def _gate_orders(db_path: Path) -> int:
+    """Orders the gate approved that reached the orders table (operator flattens skip it)."""
+    if not db_path.exists():
+        return 0
+    conn = open_sync(db_path)
+    try:
+        (n,) = conn.execute(
+            "SELECT COUNT(*) FROM orders WHERE reason != 'operator flatten'"
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(n)
+
+
 class RiskRuntime:
     """See the module note."""
 
@@ -75,6 +89,9 @@ class RiskRuntime:
         self._holdings: Callable[[], Mapping[str, Holding]] = dict
         self._equity = 0.0
         self._flush: Callable[[], Awaitable[None]] = _no_flush
+        # (scope, new state, cause) -> changes since start, for forexd_risk_state_changes_total:
+        # a state that flips and flips back between two scrapes still shows in the counter.
+        self.state_changes: dict[tuple[str, str, str], int] = {}
 
     def load(self) -> RiskState:
         """Load (or create on first start) the state and catch up on stored fills.
@@ -94,6 +111,18 @@ class RiskRuntime:
             self.log.info("risk_state_created", path=str(self.store.path))
         else:
             state = self.store.read()
+        # -- integrity (issue 10): a state that has counted fills the database does not
+        # hold means the database was emptied, replaced or rolled back: trading on would
+        # leave the next fills out of daily-loss and drawdown accounting.
+        last_fill = stored[-1][0] if stored else 0
+        if state.fills_applied_seq > last_fill:
+            raise ahead_of_database(self.store.path, self.db_path, state, last_fill)
+        # the orders table is the authority for approvals. A kill
+        # loses approvals counted since the last persist (their orders were written
+        # ahead), and a decision replayed after a restart is approved again but never
+        # resent; both are set right here.
+        state = state.model_copy(update={"approvals": _gate_orders(self.db_path)})
+        # -- end integrity
         gate = RiskGate(self.limits, state)
         caught_up = 0
         for seq, realized, commission, ts in stored:
@@ -158,6 +187,8 @@ class RiskRuntime:
     def _log_audit(self) -> None:
         assert self.gate is not None
         for rec in self.gate.drain_audit():
+            key = (rec.scope, rec.new_state.value, rec.cause.value)
+            self.state_changes[key] = self.state_changes.get(key, 0) + 1
             self.log.warning(
                 "risk_state_changed",
                 scope=rec.scope,

@@ -16,6 +16,7 @@ from forexd.config import Settings
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.supervisor import Daemon
 from forexd.errors import ForexdError, first_leaf
+from forexd.storage.db import damaged, is_damaged
 
 GIL_SWITCH_INTERVAL_S = 0.001
 
@@ -46,4 +47,9 @@ def run_daemon(
         leaf = first_leaf(exc)
         if leaf is not exc and isinstance(leaf, ForexdError):
             raise leaf from None
+        # -- integrity (issue 10): a damaged page may surface in any reader; it is a
+        # user-facing refusal (exit 2, how to restore), not a crash with a traceback.
+        if is_damaged(leaf):
+            raise damaged(paths.db, leaf) from None
+        # -- end integrity
         raise

@@ -14,6 +14,7 @@ A second SIGINT/SIGTERM forces an immediate exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -29,11 +30,14 @@ import psutil
 from anyio.abc import TaskGroup, TaskStatus
 
 from forexd import __version__
-from forexd.actors.symbol import ActorDeps, SymbolActor
+from forexd.actors.deps import ActorDeps
+from forexd.actors.present import PresentPolicy
+from forexd.actors.symbol import SymbolActor
 from forexd.brokers.base import Broker
 from forexd.brokers.ledger import CostModel
 from forexd.brokers.paper import PaperBroker
 from forexd.config import BUNDLED_SOURCE, STORE_SOURCE, Settings, SymbolConfig
+from forexd.daemon.brokerlink import brokerguard_for, make_oanda_broker
 from forexd.daemon.budget import budget_from_config
 from forexd.daemon.compute import ComputePool
 from forexd.daemon.control import ControlServer
@@ -50,7 +54,9 @@ from forexd.daemon.reload import apply_reload
 from forexd.daemon.riskruntime import RiskRuntime
 from forexd.daemon.sdnotify import Notifier, watchdog_task
 from forexd.daemon.threads import ThreadLimiter, ThreadWatermark
+from forexd.daemon.trainer import ModelTrainer
 from forexd.daemon.training import TrainContext
+from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import ConfigError, DataError, ForexdError, first_leaf
 from forexd.feeds.frames import clip_frame
 from forexd.feeds.replay import ReplayFeed
@@ -87,6 +93,9 @@ class Daemon:
         self.ready_at: float | None = None
         self.stop_requested = anyio.Event()
         self.stop_reason = ""
+        self._reload_lock = anyio.Lock()
+        self.reloads_failed = 0
+        self._actors_exited: anyio.Event | None = None
         self.lag = LoopLagMonitor()
         self.actors: dict[str, SymbolActor] = {}
         self.control = ControlServer(
@@ -110,6 +119,7 @@ class Daemon:
         )
         self.broker: Broker | None = None
         self._api: Any = None  # the OANDA client, shared by broker and feed
+        self.guard: Any = None  # daemon.brokerguard.BrokerGuard when trading on OANDA
         self._pidlock = PidLock(paths.pidfile)
         self.process = psutil.Process()
 
@@ -120,6 +130,7 @@ class Daemon:
         self._pidlock.acquire()
         try:
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 tg.start_soon(self._watch_signals)
                 await self._startup(tg)
                 await self.stop_requested.wait()
@@ -149,11 +160,14 @@ class Daemon:
         await tg.start(self.writer.run)
         broker = await self._make_broker(tg)
         self.broker = broker
-        await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
+        report = await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
         await anyio.to_thread.run_sync(self.risk.load)
         self.risk.bind(self.holdings, self.writer.flush)
         tg.start_soon(self.risk.persist_loop)
         feed = self.feed = await self._make_feed(tg)
+        # -- oanda (issue 11): the guard degrades, halts on drift, reduces while unresolved
+        self.guard = await brokerguard_for(self, tg, report.position_mismatches)
+        # -- end oanda
         deps = ActorDeps(
             writer=self.writer,
             broker=broker,
@@ -162,15 +176,19 @@ class Daemon:
             timeframe=self.settings.feed.timeframe,
             store_candles=self.settings.feed.source != STORE_SOURCE,
             equity_every_bars=self.settings.equity_snapshot_every_bars,
-            risk=self.risk,
-            train_ctx=TrainContext(
-                self.pool,
-                self.paths,
-                self.budget,
-                self.writer,
-                get_logger("trainer"),
-                jobs=self.jobs,
+            risk=self.guard or self.risk,
+            make_trainer=partial(
+                ModelTrainer,
+                TrainContext(
+                    self.pool,
+                    self.paths,
+                    self.budget,
+                    self.writer,
+                    get_logger("trainer"),
+                    jobs=self.jobs,
+                ),
             ),
+            present=self._present_policy(feed),
         )
         await tg.start(self.lag.run)
         tg.start_soon(self._sample_threads)
@@ -186,9 +204,10 @@ class Daemon:
                     mcfg.host,
                     mcfg.port,
                     partial(handlers.status, {}),
-                    self.lag.samples_ms,
+                    self.lag.histogram,
                     mcfg.refresh_s,
                     get_logger("metrics"),
+                    self.started_at,
                 )
             )
         tg.start_soon(
@@ -207,16 +226,22 @@ class Daemon:
             hint=f"forexd ctl status --data-dir {self.paths.data_dir}",
         )
 
+    def _present_policy(self, feed: Any) -> PresentPolicy:
+        """Recorded feeds trade every bar they play; a live feed only the present."""
+        if isinstance(feed, ReplayFeed) or getattr(feed, "recorded", False):
+            return PresentPolicy.recorded()
+        return PresentPolicy.live(
+            TIMEFRAME_SECONDS[self.settings.feed.timeframe],
+            self.settings.actors.max_bar_age_bars,
+            getattr(feed, "server_now_ns", time.time_ns),
+        )
+
     async def _make_broker(self, tg: TaskGroup) -> Broker:
         cfg = self.settings.broker
         if cfg.kind == "paper":
             costs = CostModel(cfg.spread_pips, cfg.slippage_pips, cfg.commission_per_million)
             return PaperBroker.restore(self.paths.db, self.writer, cfg.initial_balance, costs)
-        from forexd.brokers.oanda import OandaBroker  # httpx only when trading live
-
-        broker = OandaBroker(self._oanda_api())
-        await broker.verify()  # token, account and currency before anything trades
-        return broker
+        return await make_oanda_broker(self, tg)  # httpx only when trading live
 
     def _oanda_api(self) -> Any:
         if self._api is None:
@@ -227,7 +252,8 @@ class Daemon:
                     "broker.oanda.account_id is empty; set it (and the token, "
                     "best via FOREXD_BROKER__OANDA__TOKEN)"
                 )
-            self._api = OandaApi.from_config(self.settings.broker.oanda)
+            ocfg = self.settings.broker.oanda
+            self._api = OandaApi.from_config(ocfg, timeout_s=ocfg.request_timeout_s)
         return self._api
 
     async def _make_feed(self, tg: TaskGroup) -> Any:
@@ -277,19 +303,23 @@ class Daemon:
         self, deps: ActorDeps, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         self._deps = deps
-        with self._actor_tg_scope:
-            async with anyio.create_task_group() as actors_tg:
-                self._actors_tg = actors_tg
-                for sym in self.settings.active_symbols:
-                    await self.start_actor(sym)
-                task_status.started()
-                if self.exit_when_done:
-                    while any(not a.done.is_set() for a in self.actors.values()):
-                        await next(
-                            a for a in self.actors.values() if not a.done.is_set()
-                        ).done.wait()
-                    self.request_stop("all feeds exhausted")
-                await anyio.sleep_forever()
+        self._actors_exited = exited = anyio.Event()
+        try:
+            with self._actor_tg_scope:
+                async with anyio.create_task_group() as actors_tg:
+                    self._actors_tg = actors_tg
+                    for sym in self.settings.active_symbols:
+                        await self.start_actor(sym)
+                    task_status.started()
+                    if self.exit_when_done:
+                        while any(not a.done.is_set() for a in self.actors.values()):
+                            await next(
+                                a for a in self.actors.values() if not a.done.is_set()
+                            ).done.wait()
+                        self.request_stop("all feeds exhausted")
+                    await anyio.sleep_forever()
+        finally:
+            exited.set()  # every actor has written its progress
 
     async def start_actor(self, sym: SymbolConfig) -> SymbolActor:
         """Start (and supervise) the actor of one configured symbol."""
@@ -371,11 +401,10 @@ class Daemon:
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if signum == signal.SIGHUP:
+                    # In its own task, through the same guarded path as ctl reload: this
+                    # loop keeps reading signals (SIGTERM) while a reload runs.
                     self.log.info("signal_received", signal=name)
-                    try:
-                        await self.reload()
-                    except ForexdError as exc:
-                        self.log.error("reload_rejected", reason=str(exc))
+                    self._tg.start_soon(self._reload_on_signal)
                     continue
                 if self.stop_requested.is_set():
                     self.log.warning("forced_exit", signal=name)
@@ -398,8 +427,10 @@ class Daemon:
             for actor in self.actors.values():
                 actor.accepting_orders = False
             self._actor_tg_scope.cancel()
-            for actor in self.actors.values():
-                actor._write_progress()
+            if self._actors_exited is not None:
+                # Each actor writes its own progress as it stops; wait for that before
+                # the writer closes.
+                await self._actors_exited.wait()
             await self.writer.close()
             if self._api is not None:
                 await self._api.aclose()
@@ -411,18 +442,37 @@ class Daemon:
 
     # -- hot reload -------------------------------------------------------------------
 
-    async def reload(self) -> dict[str, Any]:
+    async def reload(self, origin: str = "ctl") -> dict[str, Any]:
         """Re-read the config and apply it without a restart (see :mod:`reload`).
+
+        The one entry point of ``ctl reload`` and SIGHUP: one reload at a time, and every
+        failure is logged (``reload_rejected``, or ``reload_failed`` with the traceback)
+        and counted before it is raised to the caller.
 
         Raises:
             ForexdError: the new config is invalid or changes what needs a restart; the
                 old configuration stays in force.
+            Exception: a defect during the reload (logged in full; the daemon keeps running).
         """
-        self.notifier.reloading()
-        try:
-            return await apply_reload(self)
-        finally:
-            self.notifier.ready(f"trading {len(self.actors)} symbol(s)")
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                return await apply_reload(self)
+            except ForexdError as exc:
+                self.reloads_failed += 1
+                self.log.error("reload_rejected", origin=origin, reason=str(exc))
+                raise
+            except Exception:
+                self.reloads_failed += 1
+                self.log.exception("reload_failed", origin=origin)
+                raise
+            finally:
+                self.notifier.ready(f"trading {len(self.actors)} symbol(s)")
+
+    async def _reload_on_signal(self) -> None:
+        """SIGHUP: reload; a failure is already logged and counted, the daemon carries on."""
+        with contextlib.suppress(Exception):
+            await self.reload("SIGHUP")
 
     # -- observation ------------------------------------------------------------------
 

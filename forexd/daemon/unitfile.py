@@ -1,7 +1,10 @@
 """systemd unit files for forexd: render one for this install's paths, and install it.
 
-The unit files in ``systemd/`` are this renderer's defaults (a test keeps them equal), so
-the hardening is written once, here, with the reasons next to it.
+The templates in ``systemd/*.service.in`` are this renderer's defaults with ``@FOREXD_EXE@``
+where the executable goes (a test keeps them equal), so the hardening is written once,
+here, with the reasons next to it. No unit with a guessed path is shipped: where pip puts
+``forexd`` (a venv, ``~/.local/bin``, ``/usr/local/bin``) is only known at install time,
+so ``forexd service install`` renders the unit for the running installation.
 
 Choices made (docs/service.md has the ``systemd-analyze security`` result):
 
@@ -46,7 +49,6 @@ from forexd.fsutil import write_atomic
 SERVICE_NAME = "forexd"
 UNIT_NAME = f"{SERVICE_NAME}.service"
 SERVICE_USER = "forexd"
-DEFAULT_EXE = Path("/usr/bin/forexd")
 DEFAULT_SYSTEM_CONFIG = Path("/etc/forexd/forexd.toml")
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 UNIT_FILE_MODE = 0o644
@@ -78,6 +80,12 @@ DEFAULT_USER_CONFIG = Specified("%E/forexd/forexd.toml")  # ~/.config/forexd/for
 
 UnitPath: TypeAlias = Path | Specified
 
+EXE_PLACEHOLDER = "@FOREXD_EXE@"
+TEMPLATE_NOTE = (
+    f"# Template: `forexd service install` writes it with this installation's executable "
+    f"for {EXE_PLACEHOLDER}."
+)
+
 
 class UnitInstallError(ForexdError):
     """A unit file could not be installed (exists and differs, no permission, no exe)."""
@@ -107,7 +115,7 @@ class UnitInstall:
 
 def render_unit(
     user: bool,
-    exe: Path,
+    exe: UnitPath,
     config: UnitPath | None,
     data_dir: UnitPath = DEFAULT_DATA_DIR,
     runtime_dir: UnitPath = DEFAULT_RUNTIME_DIR,
@@ -187,13 +195,19 @@ def render_unit(
 
 
 def render_default_unit(user: bool) -> str:
-    """The unit shipped in ``systemd/`` (``forexd.service`` or ``forexd-user.service``)."""
+    """The template shipped in ``systemd/`` (``forexd.service.in``, ``forexd-user.service.in``).
+
+    It is the default unit with :data:`EXE_PLACEHOLDER` for the executable and a note saying
+    so: replacing the placeholder and dropping the note gives what ``service install``
+    writes for the default paths.
+    """
     config = DEFAULT_USER_CONFIG if user else DEFAULT_SYSTEM_CONFIG
-    return render_unit(user, DEFAULT_EXE, config)
+    header, _, body = render_unit(user, Specified(EXE_PLACEHOLDER), config).partition("\n\n")
+    return f"{header}\n{TEMPLATE_NOTE}\n\n{body}"
 
 
 def _system_sandbox(
-    exe: Path, config: UnitPath | None, data_dir: UnitPath, runtime_dir: UnitPath, gpu: bool
+    exe: UnitPath, config: UnitPath | None, data_dir: UnitPath, runtime_dir: UnitPath, gpu: bool
 ) -> list[str]:
     in_home = any(_under_home(p) for p in (exe, config, data_dir, runtime_dir) if p is not None)
     writable = [_path_arg(p) for p in (data_dir, runtime_dir) if isinstance(p, Path)]

@@ -12,6 +12,7 @@ it imports pydantic only to turn a parameter error into one clear message.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -47,8 +48,10 @@ def check_strategy_name(name: str) -> str:
     """
     if name in BUILTIN_STRATEGIES or is_plugin_spec(name):
         return name
+    close = difflib.get_close_matches(name, list(STRATEGY_NAMES), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(
-        f"unknown strategy {name!r}; choose one of {', '.join(STRATEGY_NAMES)} "
+        f"unknown strategy {name!r}{hint}; choose one of {', '.join(STRATEGY_NAMES)} "
         "or give your own as 'package.module:Class'"
     )
 
@@ -98,5 +101,25 @@ def strategy_params(name: str, params: Mapping[str, Any], where: str = "strategy
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
         )
+        # A misspelled parameter: name the closest one and list them all with defaults.
+        unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if unknown:
+            valid = list(cls.Params.model_fields)
+            close = difflib.get_close_matches(unknown[0], valid, n=1)
+            problems += (f" (did you mean {close[0]!r}?)" if close else "") + (
+                f"; {name}'s parameters and defaults: {params_help(cls.Params)}"
+            )
         raise ConfigError(f"{where} ({name}): {problems}") from None
     return parsed
+
+
+def params_help(model: type[BaseModel]) -> str:
+    """``fast=10, slow=20, ...``: every field of a parameter model and its default."""
+
+    def default(field: Any) -> str:
+        if field.is_required():
+            return "required"
+        value = field.get_default(call_default_factory=True)
+        return "{...}" if isinstance(value, BaseModel) else repr(getattr(value, "value", value))
+
+    return ", ".join(f"{n}={default(f)}" for n, f in model.model_fields.items())

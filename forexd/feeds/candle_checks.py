@@ -15,7 +15,10 @@ way to tell which one is right.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,6 +98,11 @@ def to_float_columns(
     return out
 
 
+# integrity (issue 10): a guess with wide margin. The largest quoted FX rates (USD/IRR,
+# USD/VND) are in the tens of thousands; 1e7 leaves room and keeps notional finite.
+MAX_PRICE = 1e7
+
+
 def check_ohlc(path: object, label: str, columns: tuple[F64, F64, F64, F64], lines: I64) -> None:
     """Check one set of open/high/low/close columns for positive, consistent prices.
 
@@ -114,6 +122,17 @@ def check_ohlc(path: object, label: str, columns: tuple[F64, F64, F64, F64], lin
             raise row_error(
                 path, f"{label}{name} is zero or negative", lines[bad], "prices must be > 0"
             )
+        # -- integrity (issue 10): a finite but absurd price (1e308) overflows notional
+        # and P&L to inf downstream; refuse it here, naming the line.
+        absurd = values > MAX_PRICE
+        if absurd.any():
+            raise row_error(
+                path,
+                f"{label}{name} is above {MAX_PRICE:g}",
+                lines[absurd],
+                "no exchange rate is near this; check the file's price column and scale",
+            )
+        # -- end integrity
     rules = (
         (high < low, f"{label}high is below {label}low"),
         (high < np.maximum(open_, close), f"{label}high is below {label}open or {label}close"),
@@ -191,3 +210,69 @@ def check_order(
             "delete the wrong ones"
         )
     return OrderFix(np.delete(order, dup), int(backwards.size), int(dup.size))
+
+
+# --------------------------------------------------------------- what a file claims to be
+
+SPACING_TOLERANCE = 0.1  # median spacing may differ from the nominal by 10% (gaps, DST)
+
+
+def median_spacing_s(ts: I64) -> float | None:
+    """Median seconds between consecutive bars (``None`` for fewer than two bars)."""
+    if len(ts) < 2:
+        return None
+    return float(np.median(np.diff(ts))) / 1e9
+
+
+def check_spacing(path: object, ts: I64, timeframe: str, timeframes: dict[str, int]) -> None:
+    """Refuse bars whose spacing is not ``timeframe`` (M1 rows stored as H1, say).
+
+    Args:
+        path: the file, for the message.
+        ts: bar open times, epoch ns, sorted.
+        timeframe: the timeframe the user says the bars have.
+        timeframes: every timeframe name and its seconds.
+
+    Raises:
+        DataError: the median spacing is not ``timeframe``'s, naming the one it is.
+    """
+    spacing = median_spacing_s(ts)
+    want = timeframes[timeframe]
+    if spacing is None or abs(spacing - want) <= SPACING_TOLERANCE * want:
+        return
+    name, seconds = min(timeframes.items(), key=lambda kv: abs(kv[1] - spacing))
+    if abs(seconds - spacing) <= SPACING_TOLERANCE * seconds:
+        fix = f"import it with --timeframe {name}" + (
+            f" (backtest and train resample it to {timeframe} with --timeframe {timeframe})"
+            if seconds < want
+            else ""
+        )
+        what = f"{spacing:.0f} s apart ({name})"
+    else:
+        fix = "check the file"
+        what = f"{spacing:.0f} s apart (median), which is no known timeframe"
+    raise DataError(
+        f"{path}: bars are {what}, not {timeframe} ({want} s); {fix}, "
+        "or pass --force to store them as they are"
+    )
+
+
+def symbol_in_name(path: object, symbols: Iterable[str]) -> str | None:
+    """The one symbol of ``symbols`` named in a file name (``DAT_ASCII_EURUSD_M1`` -> EURUSD)."""
+    name = re.sub(r"[^A-Z]", "", Path(str(path)).name.upper())
+    found = [s for s in symbols if s in name]
+    return found[0] if len(found) == 1 else None
+
+
+def check_symbol_name(path: object, symbol: str, symbols: Iterable[str]) -> None:
+    """Refuse a file whose name names another symbol than ``symbol``.
+
+    Raises:
+        DataError: the name says e.g. EURUSD while ``symbol`` is GBPUSD.
+    """
+    named = symbol_in_name(path, symbols)
+    if named is not None and named != symbol:
+        raise DataError(
+            f"{path}: the file name says {named}, but --symbol is {symbol}; pass "
+            f"--symbol {named}, or --force if the file really holds {symbol}"
+        )

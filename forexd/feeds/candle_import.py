@@ -8,6 +8,7 @@ written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,23 @@ from forexd.storage.candles import write_candles
 
 
 def import_candles(
-    db_path: Path, file: Path, symbol: str, timeframe: str, fmt: str, *, repair: bool = False
+    db_path: Path,
+    file: Path,
+    symbol: str,
+    timeframe: str,
+    fmt: str,
+    *,
+    repair: bool = False,
+    check: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Validate ``file`` completely, then insert its candles in one transaction.
 
     Existing candles are never overwritten (``INSERT OR IGNORE``): a re-import is
     idempotent, and a bad file is rejected before anything is written.
+
+    Args:
+        check: called with the parsed frame before anything is written; it raises to
+            refuse the file (the CLI checks bar spacing against ``timeframe`` there).
 
     Raises:
         DataError: the file is missing or invalid (nothing is written).
@@ -30,6 +42,8 @@ def import_candles(
     """
     loaded = read_candles(file, fmt, repair=repair)  # type: ignore[arg-type]
     frame, report = loaded.frame, loaded.report
+    if check is not None:
+        check(frame)
     inserted = write_candles(db_path, frame, symbol, timeframe)
     ts = frame["ts"]
     return {

@@ -22,6 +22,10 @@ every bar from the candles endpoint (the stream then only times the close).
 Candles are requested with ``dailyAlignment=0`` and ``alignmentTimezone=UTC`` so H4 and
 daily candles start at the same epoch-aligned times as the bars built from the stream
 (OANDA's default aligns days to 17:00 New York).
+
+Why it is over 400 lines: the stream, its reconnect policy and the
+subscribers' history/resync share the bar builder and the subscriptions; the transport
+and wire formats already live in :mod:`forexd.brokers.oanda_api`/``oanda_wire``.
 """
 
 from __future__ import annotations
@@ -170,6 +174,7 @@ class OandaFeed:
         self._subs: dict[str, list[_Subscription]] = {s: [] for s in self.symbols}
         self._running = False
         self._connected = False
+        self._server_ns: int | None = None
         self._last_message: float | None = None
         self._problem: str | None = None
         self._n = dict.fromkeys(
@@ -199,15 +204,21 @@ class OandaFeed:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep the pricing stream open, reconnecting with backoff, until cancelled.
 
+        A refusal (401/403, a bad account or instrument) before the stream was ever
+        open is a configuration error and is raised. After a good start it is an outage
+        like any other (a token revoked for a while, an auth service hiccup): it is
+        logged at error, shown in :meth:`stats` and retried with backoff, because a
+        daemon that exits would leave its positions unwatched.
+
         Raises:
-            OandaApiError: the stream was refused with a 4xx (bad token, account or
-                instrument): retrying would not help.
+            OandaApiError: the first connection was refused with a 4xx.
         """
         if self._running:
             raise RuntimeError("OandaFeed.run() is already running")
         self._running = True
         backoff = Backoff(*self._reconnect)
         task_status.started()
+        ever_connected = False
         try:
             while True:
                 began = anyio.current_time()
@@ -216,7 +227,14 @@ class OandaFeed:
                     self._problem = "the stream ended"
                 except (OandaUnreachableError, _StreamDataError) as exc:
                     self._problem = str(exc)
+                except OandaApiError as exc:
+                    if not ever_connected:
+                        _log.error("oanda_stream_refused", error=str(exc))
+                        raise
+                    self._problem = f"stream refused: {exc}"
+                    _log.error("oanda_stream_refused_retrying", error=str(exc))
                 finally:
+                    ever_connected = ever_connected or self._connected
                     self._builder.disconnected()
                     if self._connected:
                         self._n["disconnects"] += 1
@@ -226,9 +244,6 @@ class OandaFeed:
                 delay = backoff.next_delay()
                 _log.warning("oanda_stream_lost", problem=self._problem, retry_in_s=delay)
                 await anyio.sleep(delay)
-        except OandaApiError as exc:
-            _log.error("oanda_stream_refused", error=str(exc))
-            raise
         finally:
             self._running = False
 
@@ -260,7 +275,8 @@ class OandaFeed:
             self._last_message = anyio.current_time()
             if kind == "HEARTBEAT":
                 self._n["heartbeats"] += 1
-                return self._builder.on_heartbeat(parse_time(str(msg.get("time"))))
+                now = self._saw_time(parse_time(str(msg.get("time"))))
+                return self._builder.on_heartbeat(now)
             if kind != "PRICE":
                 return []  # newer API versions may add message types
             self._n["prices"] += 1
@@ -268,9 +284,22 @@ class OandaFeed:
             value = _price_of(msg, self.price)
             if symbol not in self._subs or value is None or msg.get("tradeable") is False:
                 return []
-            return self._builder.on_price(symbol, parse_time(str(msg.get("time"))), value)
+            now = self._saw_time(parse_time(str(msg.get("time"))))
+            return self._builder.on_price(symbol, now, value)
         except (ValueError, BrokerError, KeyError, TypeError) as exc:
             raise _StreamDataError(f"unusable stream line {line[:120]!r}: {exc}") from exc
+
+    def _saw_time(self, ts: int) -> int:
+        self._server_ns = max(self._server_ns or ts, ts)
+        return ts
+
+    def server_now_ns(self) -> int | None:
+        """The newest server time seen on the stream (ns), ``None`` before the first message.
+
+        The actors' "present" (only bars that just closed are traded) is judged on this
+        clock, not the local one: it is the clock the bars were built on.
+        """
+        return self._server_ns
 
     def _dispatch(self, bars: list[LiveBar]) -> None:
         for live in bars:
@@ -297,7 +326,7 @@ class OandaFeed:
         self._subs[sym].append(sub)  # before the history request: no bar falls between
         try:
             last = after_ts
-            for bar in await self.history(sym, after_ts):
+            for bar in await self._history_until_served(sym, after_ts):
                 last = bar.ts
                 self._n["candles"] += 1
                 yield bar
@@ -318,6 +347,23 @@ class OandaFeed:
             self._subs[sym].remove(sub)
             sub.send.close()
             sub.receive.close()
+
+    async def _history_until_served(self, symbol: str, after_ts: int | None) -> list[Bar]:
+        """:meth:`history`, retried with backoff: an outage delays a subscriber, never ends it."""
+        backoff = Backoff(*self._reconnect)
+        while True:
+            try:
+                return await self.history(symbol, after_ts)
+            except OandaApiError as exc:
+                if exc.status in (400, 404):
+                    raise  # a request OANDA will never serve: a bug or a bad symbol
+                problem = str(exc)
+            except BrokerError as exc:
+                problem = str(exc)
+            self._problem = f"candles for {symbol}: {problem}"
+            delay = backoff.next_delay()
+            _log.warning("oanda_candles_failed", symbol=symbol, error=problem, retry_in_s=delay)
+            await anyio.sleep(delay)
 
     async def _resync(self, symbol: str, last: int | None, live: LiveBar) -> list[Bar]:
         got: list[Bar] = []

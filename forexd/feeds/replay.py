@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 import anyio
 import numpy as np
 import pandas as pd
+import structlog
 from anyio.lowlevel import checkpoint
 
 from forexd.domain import NS_PER_S, Bar
 
+# Lazy: resolved at first use, after the entry point configured structlog.
+_log = structlog.get_logger(component="feed")
 CHECKPOINT_EVERY_BARS = 256  # yield to the loop at least this often at speed 0
 CHUNK_BARS = 256  # bars per inbox message at speed 0
 
@@ -61,9 +64,11 @@ class ReplayFeed:
         async for bar in self.bars(symbol, after_ts):
             chunk.append(bar)
             if len(chunk) >= size:
+                _log.debug("feed_bars", symbol=symbol, bars=len(chunk), last_ts=chunk[-1].ts)
                 yield chunk
                 chunk = []
         if chunk:
+            _log.debug("feed_bars", symbol=symbol, bars=len(chunk), last_ts=chunk[-1].ts)
             yield chunk
 
     def remaining(self, symbol: str, after_ts: int | None) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from forexd.errors import ConfigError, DataError
+from forexd.extras import require_extra
 from forexd.features import compute_features
 from forexd.models.errors import TORCH_INSTALL_HINT, ModelError
 from forexd.models.executor import JobExecutor, JobHandle, LocalExecutor
@@ -143,12 +144,10 @@ def suggest_config(trial: Any, base: TrainConfig, kinds: tuple[str, ...]) -> Tra
 
 
 def _sampler(name: str, seed: int) -> Any:
-    import optuna
-
+    optuna = require_extra("optuna", "forexd search")
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if importlib.util.find_spec("cmaes") is None:
-        raise ConfigError("--sampler cmaes needs the cmaes package: pip install cmaes")
+    require_extra("cmaes", "--sampler cmaes")
     # CMA-ES samples the numeric parameters jointly; the categorical model kind and the
     # kind-specific parameters fall back to the independent sampler (Optuna warns once).
     return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
@@ -206,7 +205,7 @@ def run_search(
         DataError: the study was run on other data.
         ModelError: no finished trial of the study made a trade (the last error is named).
     """
-    import optuna
+    optuna = require_extra("optuna", "forexd search")
 
     from forexd.models.errors import InsufficientDataError, TorchUnavailableError
 

@@ -1,6 +1,6 @@
 """One training cycle, synchronously: features → labels → walk-forward → final fit → verdict.
 
-The runtime (:class:`~forexd.strategies.ml.MlStrategy`) runs :func:`train_challenger` in its
+The runtime (:class:`~forexd.daemon.trainer.ModelTrainer`) runs :func:`train_challenger` in its
 compute pool; ``forexd train`` runs the same code offline. Nothing here touches the event
 loop, the registry or process-wide settings. The champion/challenger rule is in
 :mod:`forexd.models.promotion`.

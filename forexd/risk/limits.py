@@ -85,7 +85,9 @@ class RiskLimits(BaseModel):
     size them to your account.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `inf` is not "no limit" (that is `false`) and NaN compares false
+    # with everything, so either would silently switch a limit off.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     max_units_per_symbol: int | None = Field(
         1_000_000, ge=1, description="largest |position| in one symbol, base-currency units"

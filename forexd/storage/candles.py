@@ -73,12 +73,27 @@ def read_store(db_path: Path, symbol: str, timeframe: str) -> pd.DataFrame:
             "AND timeframe = ? ORDER BY ts",
             (symbol, timeframe),
         ).fetchall()
+        stored = (
+            []
+            if rows
+            else [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT timeframe FROM candles WHERE symbol = ?", (symbol,)
+                )
+            ]
+        )
     finally:
         conn.close()
     if not rows:
+        # Name what *is* stored: a file of M1 bars must be imported as M1 (`data import`
+        # refuses it as H1), so "import it as H1" would be the wrong advice.
+        has = f" (it has {', '.join(sorted(stored))})" if stored else ""
+        use = f"backtest what is stored with --timeframe {sorted(stored)[0]}, or " if stored else ""
         raise DataError(
-            f"the store {db_path} has no {timeframe} candles for {symbol}; import some with "
-            f"forexd data import FILE --symbol {symbol} --timeframe {timeframe}"
+            f"the store {db_path} has no {timeframe} candles for {symbol}{has}; {use}import a "
+            f"file of {timeframe} bars: forexd data import FILE --symbol {symbol} --timeframe "
+            f"{timeframe} (finer bars: --data FILE --timeframe {timeframe} resamples them)"
         )
     frame: pd.DataFrame = pd.DataFrame(rows, columns=list(CANDLE_COLUMNS))
     frame["ts"] = frame["ts"].astype(np.int64)

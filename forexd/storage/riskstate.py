@@ -21,6 +21,8 @@ naming the file, the problem and the fix, and only an explicit
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from typing import Literal
 import portalocker
 from pydantic import ValidationError
 
-from forexd.errors import RiskStateError
+from forexd.errors import RiskStateError, disk_full
 from forexd.fsutil import write_atomic
 from forexd.risk.limits import StateCause, TradingState
 from forexd.risk.state import ACCOUNT_SCOPE, AuditRecord, RiskState, ScopeState
@@ -120,7 +122,7 @@ class RiskStateStore:
         Raises:
             RiskStateError: the file already exists, or cannot be written.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._locked(exclusive=True):
             if self.path.exists():
                 raise RiskStateError(
@@ -183,7 +185,7 @@ class RiskStateStore:
             RiskStateError: the lock was not obtained, or a file could not be written.
         """
         now = _now(now_ns)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._locked(exclusive=True):
             raw: bytes | None
             try:
@@ -231,8 +233,8 @@ class RiskStateStore:
         return state_error(
             self.path,
             "does not exist",
-            "run `forexd risk init` on first start, or restore it from a backup "
-            "(forexd never recreates it silently)",
+            "restore it from a backup, or rebuild it from the fills with `forexd risk "
+            "repair` (the daemon creates it only on a first start, with no fills stored)",
         )
 
     def _require_dir(self) -> None:
@@ -244,6 +246,7 @@ class RiskStateStore:
     @contextlib.contextmanager
     def _locked(self, *, exclusive: bool) -> Iterator[None]:
         mode = portalocker.LockFlags.EXCLUSIVE if exclusive else portalocker.LockFlags.SHARED
+        _private_lock_file(self.lock_path)
         lock = portalocker.Lock(
             self.lock_path,
             mode="a",
@@ -303,6 +306,8 @@ class RiskStateStore:
         try:
             write_atomic(self.path, data)
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full(f"risk state file {self.path}", exc) from None
             raise RiskStateError(
                 f"risk state file {self.path} could not be written ({exc}); the previous "
                 "version is intact: free disk space or fix permissions, then retry"
@@ -312,10 +317,41 @@ class RiskStateStore:
         try:
             return write_backup(self.path, raw, now_ns)
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full(f"a backup of {self.path}", exc) from None
             raise RiskStateError(
                 f"could not keep a backup of {self.path} ({exc}); nothing was changed: "
                 "free disk space or fix permissions, then retry"
             ) from None
+
+
+def ahead_of_database(
+    path: Path, db_path: Path, state: RiskState, last_fill_seq: int
+) -> RiskStateError:
+    """The refusal when the risk state has counted fills the database does not hold."""
+    held = f"holds fills up to #{last_fill_seq}" if last_fill_seq else "holds no fills"
+    return RiskStateError(
+        f"risk state file {path} has counted fills up to #{state.fills_applied_seq} but "
+        f"the database {db_path} {held} (was it deleted, emptied or restored from an older "
+        "copy?); refusing to trade, or the next fills would escape the loss limits. Put "
+        f"the right database back, or accept this one with `forexd risk repair --force "
+        f"--data-dir {db_path.parent}` (rebuilds the risk state from its fills, halted)"
+    )
+
+
+def _private_lock_file(path: Path) -> None:
+    """Create the lock file 0600 (or tighten an older 0644 one) before locking it.
+
+    Whoever can open the lock file can hold a lock on it, and a held shared lock stops
+    the daemon (it cannot persist its state). Only the owner may open it.
+    """
+    with contextlib.suppress(OSError):  # not ours, or no directory: locking will say so
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if os.name == "posix":
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
 
 def _now(now_ns: int | None) -> int:

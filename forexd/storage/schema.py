@@ -59,6 +59,17 @@ MIGRATIONS: list[list[str]] = [
             artifact TEXT NOT NULL, cycle_id TEXT, updated_ns INTEGER NOT NULL)""",
         "CREATE INDEX models_symbol_status ON models (symbol, status, created_ns)",
     ],
+    # 3: at most one paper fill per order, enforced by the database (issue 10). A forexd
+    # before this version could book an order twice after a restart; those extra fills
+    # happened to the paper account and stay in its history (flagged ``duplicate``), but
+    # no new one can be written.
+    [
+        "ALTER TABLE paper_fills ADD COLUMN duplicate INTEGER NOT NULL DEFAULT 0",
+        """UPDATE paper_fills SET duplicate = 1 WHERE rowid NOT IN (
+            SELECT MIN(rowid) FROM paper_fills GROUP BY client_id)""",
+        """CREATE UNIQUE INDEX paper_fills_one_per_order
+            ON paper_fills (client_id) WHERE duplicate = 0""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,7 +9,7 @@ uses that for sweeps and must get the same trades as the event-driven path.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -49,32 +49,3 @@ class VectorisedStrategy(Strategy, Protocol):
 
 
 NO_CHANGE = int(np.iinfo(np.int64).min)
-
-
-@runtime_checkable
-class Trainable(Protocol):
-    """A strategy that retrains its own model while the daemon trades.
-
-    The actor calls :meth:`wants_training` after every bar; when it says yes (or an
-    operator asked with ``ctl retrain``), the actor runs :meth:`train_cycle` as a
-    background task in its own task group — never on the bar path — and never more
-    than one cycle at a time per symbol. ``ctx`` is the runtime's ``TrainContext``
-    (compute pool, data dir, storage, logger); the learning code it calls is synchronous
-    and goes through ``ctx.pool.run``.
-    """
-
-    def restore(self, ctx: Any, symbol: str) -> None:
-        """Load the symbol's current champion (blocking; once per actor life, at start)."""
-        ...
-
-    def wants_training(self, bars_seen: int) -> bool:
-        """Whether a scheduled training cycle is due after this bar."""
-        ...
-
-    async def train_cycle(self, ctx: Any, history: BarHistory, reason: str) -> None:
-        """Run one cycle (features, walk-forward, champion/challenger, cleanup)."""
-        ...
-
-    def training_stats(self) -> dict[str, Any]:
-        """Champion, training state, last cycle figures for ``ctl status``."""
-        ...

@@ -1,6 +1,6 @@
 """The ``forexd backtest`` flags, and the request they describe.
 
-``cli.py`` calls :func:`add_backtest_arguments` on its sub-parser and
+:mod:`forexd.cli.backtest` calls :func:`add_backtest_arguments` on its sub-parser and
 :func:`request_from_args` on the parsed namespace. Choices and defaults come from the
 registries they describe (strategies, timeframes, candle formats, rank metrics, the paper
 broker's cost defaults), so the command line cannot drift from them.
@@ -22,12 +22,12 @@ from forexd.backtest.request import (
     parse_value,
 )
 from forexd.brokers.ledger import CostModel
+from forexd.cli.options import add_candle_format, add_json, add_timeframe
+from forexd.cli.parser import check_param_names
 from forexd.config import BrokerConfig
 from forexd.domain import get_instrument
-from forexd.domain.strategy_registry import STRATEGY_NAMES
-from forexd.domain.timeframes import TIMEFRAME_SECONDS
+from forexd.domain.strategy_registry import BUILTIN_STRATEGIES, STRATEGY_NAMES, strategy_class
 from forexd.errors import ConfigError, UnknownSymbolError
-from forexd.feeds.loaders import FORMATS
 
 
 def _broker_default(name: str) -> Any:
@@ -47,18 +47,16 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--from-store", action="store_true", help="read candles from the SQLite store"
     )
-    parser.add_argument(
-        "--format", dest="data_format", default="auto", choices=FORMATS, help="candle file format"
-    )
+    add_candle_format(parser)
     parser.add_argument(
         "--symbol",
         action="append",
         default=[],
         help="symbol to trade (repeat for a portfolio); default: from the file name",
     )
-    parser.add_argument(
-        "--timeframe",
-        choices=tuple(TIMEFRAME_SECONDS),
+    add_timeframe(
+        parser,
+        default=None,
         help="bar timeframe; finer data is resampled to it (default: the data's own)",
     )
     parser.add_argument("--strategy", default="sma_cross", choices=STRATEGY_NAMES)
@@ -125,7 +123,7 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
         help="annual interest differential in percent (base minus quote) a long earns per "
         "night at 17:00 New York; repeat per symbol, or give one for all",
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json(parser)
     parser.add_argument("--report", type=Path, metavar="OUT.html", help="write an HTML report")
     parser.add_argument(
         "--png-dir", type=Path, help="also write the report's figures as PNG files here"
@@ -160,10 +158,15 @@ def request_from_args(ns: argparse.Namespace, *, db_path: Path | None = None) ->
             range, or contradictory flags.
     """
     grid = dict(parse_range(spec) for spec in ns.grid)
+    params = parse_assignments(ns.param, "--param")
+    if ns.strategy in BUILTIN_STRATEGIES:  # a plugin (module:Class) is checked when built
+        cls = strategy_class(ns.strategy, "--strategy")
+        check_param_names("--param", ns.strategy, cls.Params, params)
+        check_param_names("--grid", ns.strategy, cls.Params, grid)
     request = BacktestRequest(
         symbols=tuple(ns.symbol),
         strategy=ns.strategy,
-        params=parse_assignments(ns.param, "--param"),
+        params=params,
         grid=grid,
         rank_by=ns.rank_by,
         data=ns.data,

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
+from forexd.cli.options import add_json, add_location
+from forexd.cli.output import Output
+from forexd.cli.parser import bind
 
-def add_service_commands(sub: Any) -> None:
-    """Add the ``service`` sub-command to the top-level parser's sub-parsers."""
-    svc = sub.add_parser("service", help="install/run forexd as a systemd or Windows service")
+
+def configure(name: str, svc: argparse.ArgumentParser) -> None:
+    """Add ``service``'s action and options."""
     svc.add_argument("service_command", choices=("install", "uninstall", "host"))
     svc.add_argument("--user", action="store_true", help="systemd: a `systemctl --user` unit")
     svc.add_argument(
@@ -26,12 +29,12 @@ def add_service_commands(sub: Any) -> None:
     )
     svc.add_argument("--force", action="store_true", help="replace a different existing unit")
     svc.add_argument("--gpu", action="store_true", help="allow NVIDIA devices in the sandbox")
-    svc.add_argument("--config", type=Path, help="config file the service runs with")
-    svc.add_argument("--data-dir", type=Path)
-    svc.add_argument("--runtime-dir", type=Path)
+    add_location(svc)
+    add_json(svc)
+    bind(svc, handle)
 
 
-def dispatch_service(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace, out: Output) -> int:
     """Run ``forexd service ...``."""
     if sys.platform == "win32":  # pragma: no cover - Windows only
         return _windows(args)
@@ -45,13 +48,22 @@ def dispatch_service(args: argparse.Namespace) -> int:
         )
     config = args.config.expanduser().absolute() if args.config else None
     result = install_unit(args.user, args.print_only, args.force, config=config, gpu=args.gpu)
-    if args.print_only:
+    if args.print_only and not out.as_json:
         print(result.text, end="")
         return 0
-    print(f"{result.action} {result.path}")
-    for step in result.next_steps:
-        print(f"  next: {step}")
-    return 0
+    data = {
+        "action": result.action,
+        "path": str(result.path),
+        "next_steps": list(result.next_steps),
+        "unit": result.text,
+    }
+
+    def draw(console: Any) -> None:
+        console.print(f"{result.action} {result.path}", markup=False)
+        for step in result.next_steps:
+            console.print(f"  next: {step}", markup=False)
+
+    return out.result(data, draw)
 
 
 def _windows(args: argparse.Namespace) -> int:  # pragma: no cover - Windows only

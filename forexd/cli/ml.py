@@ -1,29 +1,29 @@
 """``forexd train``, ``forexd search`` and ``forexd models``: the learning layer offline.
 
-Hooked into ``forexd/cli.py`` with :func:`add_ml_commands` (adds the sub-commands) and
-:func:`dispatch_ml` (runs one, or returns ``None`` for a command that is not one of these).
-
-Why it is over 400 lines: ``train`` and ``search`` gained the backend choice (``--ray``)
-while the ``cli`` branch splits this module into the ``forexd/cli/`` package; the split,
-not a second module here, is where its length is fixed.
-
-Errors are raised as :mod:`forexd.errors` types; ``cli.py`` turns them into one line and an
-exit code. ``train`` and ``search`` fix the compute budget and the process-wide thread caps
+:func:`configure` adds one of the three commands and binds its handler. Errors are raised
+as :mod:`forexd.errors` types; :mod:`forexd.cli.app` turns them into one line (or JSON) and
+an exit code. ``train`` and ``search`` fix the compute budget and the process-wide thread caps
 exactly as the daemon does, from the same ``[compute]`` configuration.
 
 ``train`` and ``search`` start from the ``params`` of the config's ``[[symbols]]`` entry
 for ``--symbol`` when it trades ``ml``, so offline evaluation runs what the daemon runs;
 flags override the model kind and the lookback.
+
+Why it is over 400 lines: ``train`` and ``search`` each choose their backend (``--ray``,
+the local thread executor or a Ray cluster, :mod:`forexd.daemon.backends`) and close it on
+every path; the registry commands share this module's settings and budget helpers, and
+splitting them off would duplicate those.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forexd.cli.options import add_candle_format, add_json, add_location, add_timeframe
+from forexd.cli.output import Output, Spinner
+from forexd.cli.parser import bind, check_param_names
 from forexd.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -34,52 +34,52 @@ if TYPE_CHECKING:
     from forexd.models.trainconfig import Candles
     from forexd.strategies.ml_params import MlParams
 
-ML_COMMANDS = ("train", "search", "models")
 MODEL_ACTIONS = ("list", "show", "promote")
 
 
-def add_ml_commands(subparsers: Any) -> None:
-    """Add ``train``, ``search`` and ``models`` to ``forexd``'s sub-command parsers.
+def configure(name: str, p: argparse.ArgumentParser) -> None:
+    """Add ``train``, ``search`` or ``models`` (whichever ``name`` is) to its parser.
 
     Args:
-        subparsers: what ``ArgumentParser.add_subparsers()`` returned.
+        name: the command.
+        p: its parser.
     """
-    from forexd.cli import _add_location  # one definition of --config/--data-dir/...
-    from forexd.domain.timeframes import TIMEFRAME_SECONDS
-    from forexd.feeds.loaders import FORMATS
-    from forexd.models.search import SAMPLERS
+    {"train": _configure_train, "search": _configure_search, "models": _configure_models}[name](p)
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--symbol", required=True, help="instrument, e.g. EURUSD")
+    p.add_argument("--data", required=True, type=Path, help="candle file (plain or .gz)")
+    add_candle_format(p)
+    add_timeframe(p, default="H1", help="bar size; finer files are resampled")
+    p.add_argument("--lookback-candles", type=int, help="candles evaluated (the latest)")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on Ray: auto, host:port of the head, or local ([compute] backend)",
+    )
+    add_json(p)
+    add_location(p)
+
+
+def _configure_train(train: argparse.ArgumentParser) -> None:
     from forexd.models.spec import MODEL_KINDS
 
-    def data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--symbol", required=True, help="instrument, e.g. EURUSD")
-        p.add_argument("--data", required=True, type=Path, help="candle file (plain or .gz)")
-        p.add_argument("--format", default="auto", choices=FORMATS)
-        p.add_argument(
-            "--timeframe",
-            default="H1",
-            choices=tuple(TIMEFRAME_SECONDS),
-            help="bar size; finer files are resampled",
-        )
-        p.add_argument("--lookback-candles", type=int, help="candles evaluated (the latest)")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.add_argument(
-            "--ray",
-            metavar="ADDRESS",
-            help="run on Ray: auto, host:port of the head, or local ([compute] backend)",
-        )
-        _add_location(p)
-
-    train = subparsers.add_parser("train", help="walk-forward evaluation of a model, offline")
-    data_args(train)
+    _data_args(train)
     train.add_argument("--model", choices=MODEL_KINDS, help="model kind (default: config's)")
     train.add_argument(
         "--register",
         action="store_true",
         help="also fit the final model and register it as a challenger in the data dir",
     )
+    bind(train, handle_train)
 
-    search = subparsers.add_parser("search", help="Optuna search over model/strategy params")
-    data_args(search)
+
+def _configure_search(search: argparse.ArgumentParser) -> None:
+    from forexd.models.search import SAMPLERS
+    from forexd.models.spec import MODEL_KINDS
+
+    _data_args(search)
     plan = search.add_mutually_exclusive_group()
     plan.add_argument(
         "--trials", type=int, help="the study's target total (a re-run finishes the plan)"
@@ -95,29 +95,17 @@ def add_ml_commands(subparsers: Any) -> None:
     search.add_argument("--study-dir", type=Path, help="study storage (default DATA/studies)")
     search.add_argument("--study-name", help="study to create or resume (default SYMBOL-TF)")
     search.add_argument("--timeout-s", type=float, help="start no trial after this long")
+    bind(search, handle_search)
 
-    models = subparsers.add_parser("models", help="the model registry: list, show, promote")
-    models.add_argument("models_action", choices=MODEL_ACTIONS, metavar="ACTION")
+
+def _configure_models(models: argparse.ArgumentParser) -> None:
+    models.add_argument("models_action", choices=MODEL_ACTIONS, metavar="ACTION",
+                        help="list, show ID, or promote ID")  # fmt: skip
     models.add_argument("model_id", nargs="?", metavar="ID", help="for show and promote")
     models.add_argument("--symbol", help="list: only this symbol")
-    models.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_location(models)
-
-
-def dispatch_ml(args: argparse.Namespace) -> int | None:
-    """Run a command added by :func:`add_ml_commands`; ``None`` if ``args`` is another one.
-
-    Raises:
-        ForexdError: any user-facing problem (bad input, too little data, unknown id...).
-    """
-    command = getattr(args, "command", None)
-    if command == "train":
-        return _cmd_train(args)
-    if command == "search":
-        return _cmd_search(args)
-    if command == "models":
-        return _cmd_models(args)
-    return None
+    add_json(models)
+    add_location(models)
+    bind(models, handle_models)
 
 
 # --------------------------------------------------------------------------- shared
@@ -160,6 +148,7 @@ def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> M
         raw["model"] = ModelSpec(kind=model).model_dump(mode="json")
     if args.lookback_candles is not None:
         raw["lookback_candles"] = args.lookback_candles
+    check_param_names(f"{symbol} ml params:", "ml", MlParams, raw)
     try:
         return MlParams(**raw)
     except ValidationError as exc:
@@ -177,7 +166,7 @@ def _load(args: argparse.Namespace) -> tuple[str, Candles, int]:
     from forexd.models.trainconfig import Candles
 
     symbol = get_instrument(args.symbol).symbol
-    frame = load_candles(args.data, args.format)
+    frame = load_candles(args.data, args.data_format)
     seconds = TIMEFRAME_SECONDS[args.timeframe]
     step = _spacing_s(frame)
     if step > seconds:
@@ -207,15 +196,17 @@ def _torch_check(params: MlParams) -> None:
 # --------------------------------------------------------------------------- train
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from forexd.cli_ml_render import fold_table, progress_bar
+def handle_train(args: argparse.Namespace, out: Output) -> int:
+    """Walk-forward evaluation (and, with ``--register``, a registered challenger)."""
+    from forexd.cli.ml_render import fold_table, progress_bar
     from forexd.daemon.backends import make_executor
     from forexd.domain import get_instrument
     from forexd.models.trainconfig import periods_per_year
     from forexd.models.trainer import train_challenger
 
     settings = _settings(args)
-    symbol, candles, seconds = _load(args)
+    with Spinner(out, f"reading {args.data}"):
+        symbol, candles, seconds = _load(args)
     params = _base_params(settings, symbol, args)
     _torch_check(params)
     budget = _budget(settings)
@@ -223,14 +214,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     executor = make_executor(settings.compute, budget, ray_address=args.ray, use_gpu=torch)
     try:
         if executor.backend == "local":
-            with progress_bar(enabled=not args.json, what=f"{symbol} {params.model.kind}") as bar:
+            what = f"{symbol} {params.model.kind}"
+            with progress_bar(enabled=not args.json, what=what) as progress:
                 result = train_challenger(
                     candles,
                     params,
                     pip_size=get_instrument(symbol).pip_size,
                     n_jobs=budget.blas_threads,
                     bars_per_year=periods_per_year(seconds),
-                    progress=bar,
+                    progress=progress,
                 )
         else:  # one task; fold progress stays on the worker
             from forexd.models.executor import run_one
@@ -239,11 +231,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             pip = get_instrument(symbol).pip_size
             job = (candles, params, pip, budget.blas_threads, periods_per_year(seconds))
             timeout = settings.compute.task_timeout_s
-            result = run_one(executor, train_job, *job, timeout_s=timeout, what=f"train {symbol}")
+            with Spinner(out, f"training {symbol} on {executor.describe()['backend']}"):
+                result = run_one(
+                    executor, train_job, *job, timeout_s=timeout, what=f"train {symbol}"
+                )
         backend = executor.describe()
     finally:
         executor.close()
-    out: dict[str, Any] = {
+    data: dict[str, Any] = {
         "symbol": symbol,
         "timeframe": args.timeframe,
         "candles": result.candles,
@@ -259,20 +254,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "backend": backend,
     }
     if args.register:
-        out["registered"] = _register(settings, symbol, args.timeframe, params, result)
-    if args.json:
-        print(json.dumps(out, indent=2, default=str))
-        return 0
-    from rich.console import Console
+        data["registered"] = _register(settings, symbol, args.timeframe, params, result)
 
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(fold_table(result.walk_forward, title=f"{symbol} {args.timeframe} walk-forward"))
-    if args.register:
-        console.print(
-            f"registered challenger {out['registered']['model_id']} "
-            f"(promote it with: forexd models promote {out['registered']['model_id']})"
-        )
-    return 0
+    def draw(console: Any) -> None:
+        title = f"{symbol} {args.timeframe} walk-forward"
+        console.print(fold_table(result.walk_forward, title=title, width=console.width))
+        if args.register:
+            model_id = data["registered"]["model_id"]
+            console.print(
+                f"registered challenger {model_id} "
+                f"(promote it with: forexd models promote {model_id})",
+                markup=False,
+                soft_wrap=True,
+            )
+
+    return out.result(data, draw)
 
 
 def _iso(ts: int) -> str:
@@ -285,10 +281,10 @@ def _register(
     settings: Settings, symbol: str, timeframe: str, params: MlParams, result: Any
 ) -> dict[str, Any]:
     from forexd.daemon.paths import resolve_paths
+    from forexd.daemon.trainjob import make_record
     from forexd.models.artifacts import save_model
     from forexd.storage.db import now_ns
     from forexd.storage.model_registry import ModelRegistry, new_model_id
-    from forexd.strategies.ml_cycle import make_record
 
     paths = resolve_paths(settings)
     registry = ModelRegistry(paths.db, paths.models)
@@ -307,22 +303,24 @@ def _register(
 # --------------------------------------------------------------------------- search
 
 
-def _cmd_search(args: argparse.Namespace) -> int:
-    from forexd.cli_ml_render import search_summary, trial_bar
+def handle_search(args: argparse.Namespace, out: Output) -> int:
+    """Run (or resume) an Optuna study and report its best trial."""
+    from forexd.cli.ml_render import search_summary, trial_bar
     from forexd.daemon.backends import make_executor
     from forexd.daemon.paths import resolve_paths
     from forexd.domain import get_instrument
+    from forexd.extras import require_extra
     from forexd.models.search import SKLEARN_KINDS, run_search
     from forexd.models.trainconfig import periods_per_year
 
+    optuna = require_extra("optuna", "forexd search")  # before loading data: fail fast
     settings = _settings(args)
-    symbol, candles, seconds = _load(args)
+    with Spinner(out, f"reading {args.data}"):
+        symbol, candles, seconds = _load(args)
     params = _base_params(settings, symbol, argparse.Namespace(**{**vars(args), "model": None}))
     kinds = tuple(dict.fromkeys(args.model)) if args.model else SKLEARN_KINDS
     budget = _budget(settings)
     study_dir = args.study_dir or resolve_paths(settings).data_dir / "studies"
-    import optuna
-
     from forexd.models.spec import TORCH_KINDS
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar/summary say enough
@@ -351,23 +349,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
             )
     finally:
         executor.close()
-    out = result.to_dict() | {
+    data = result.to_dict() | {
         "budget": {"train_workers": budget.train_workers, "blas_threads": budget.blas_threads}
     }
-    if args.json:
-        print(json.dumps(out, indent=2, default=str))
-    else:
-        from rich.console import Console
-
-        Console().print(search_summary(out))
-    return 0
+    return out.result(data, lambda console: console.print(search_summary(data)))
 
 
 # --------------------------------------------------------------------------- models
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from forexd.cli_ml_render import models_table
+def handle_models(args: argparse.Namespace, out: Output) -> int:
+    """``models list``, ``models show ID`` and ``models promote ID``."""
+    from forexd.cli.ml_render import model_details, models_table
     from forexd.daemon.paths import resolve_paths
     from forexd.storage.model_registry import ModelRegistry
 
@@ -376,24 +369,26 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.models_action == "list":
         symbol = args.symbol.upper() if args.symbol else None
         records = [r.to_dict() for r in registry.list(symbol)]
-        if args.json:
-            print(json.dumps(records, indent=2))
-        else:
-            from rich.console import Console
-
-            Console(width=None if sys.stdout.isatty() else 160).print(models_table(records))
-        return 0
+        if not records and not out.as_json:
+            which = f" for {symbol}" if symbol else ""
+            out.line(
+                f"no models registered{which} in {paths.data_dir} yet; train one with "
+                "`forexd train --symbol EURUSD --data FILE --register` (same --data-dir), or "
+                "run the daemon with an ml symbol, which trains and registers its own"
+            )
+            return 0
+        return out.result(
+            records, lambda console: console.print(models_table(records, width=console.width))
+        )
     if not args.model_id:
-        raise ConfigError(f"usage: forexd models {args.models_action} ID")
+        raise ConfigError(
+            f"usage: forexd models {args.models_action} ID (the ids: forexd models list)"
+        )
     if args.models_action == "show":
-        print(json.dumps(registry.get(args.model_id).to_dict(), indent=2))
-        return 0
+        shown = registry.get(args.model_id).to_dict()
+        return out.result(shown, lambda console: console.print(model_details(shown)))
     record = _promote(paths, registry, args.model_id)
-    if args.json:
-        print(json.dumps(record.to_dict(), indent=2))
-    else:
-        print(f"{record.model_id} is now the champion of {record.symbol}")
-    return 0
+    return out.result(record.to_dict(), f"{record.model_id} is now the champion of {record.symbol}")
 
 
 def _promote(paths: Any, registry: Any, model_id: str) -> Any:
@@ -403,11 +398,20 @@ def _promote(paths: Any, registry: Any, model_id: str) -> Any:
     registry and the trading model disagreeing, so that is refused.
     """
     from forexd.daemon.pidlock import PidLock
+    from forexd.errors import AlreadyRunningError
     from forexd.models.artifacts import read_metadata
 
     registry.get(model_id)  # unknown id: a clear error before taking any lock
     lock = PidLock(paths.pidfile)
-    lock.acquire()  # AlreadyRunningError (exit 4) while a daemon runs on this data dir
+    try:
+        lock.acquire()
+    except AlreadyRunningError:
+        raise AlreadyRunningError(
+            f"a forexd daemon is running on {paths.data_dir} and trades with the champion it "
+            f"holds in memory, so {model_id} is not promoted under it; stop it (forexd ctl "
+            f"stop --data-dir {paths.data_dir}), run this promote again, then start it: it "
+            "loads the new champion at start"
+        ) from None
     try:
         read_metadata(registry.artifact_path(registry.get(model_id)))  # refuse a broken file
         return registry.set_champion(model_id)

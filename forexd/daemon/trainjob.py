@@ -1,4 +1,5 @@
-"""The heavy half of an ML training cycle: what runs in a compute-pool worker thread.
+"""The heavy half of an ML training cycle: what runs in a compute-pool worker (thread or
+spawned process). The loop half is :mod:`forexd.daemon.trainer`.
 
 :func:`training_job` reads the symbol's candles from the store (its own read-only
 connection), runs :func:`~forexd.models.trainer.train_challenger` and writes the artifact
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
@@ -35,6 +36,20 @@ from forexd.storage.db import now_ns, open_sync
 from forexd.storage.model_registry import ModelRecord, ModelRegistry, new_model_id
 
 NS_PER_S = 1_000_000_000
+
+
+class TrainEnv(Protocol):
+    """What a training job reads from its runtime: where the data is, how many threads."""
+
+    @property
+    def paths(self) -> DaemonPaths:
+        """Data and model directories."""
+        ...
+
+    @property
+    def budget(self) -> ComputeBudget:
+        """The compute budget (``blas_threads`` threads per fit)."""
+        ...
 
 
 class AbandonedError(Exception):
@@ -133,7 +148,7 @@ def read_training_candles(
 
 def training_job(
     config: TrainConfig,
-    ctx: Any,
+    ctx: TrainEnv,
     registry: ModelRegistry,
     handle: CycleHandle | _ProcessHandle,
     symbol: str,
@@ -146,11 +161,12 @@ def training_job(
     Args:
         config: the strategy's training configuration.
         device: where torch models train (resolved; the caller holds its semaphore).
-        ctx: the daemon's ``TrainContext`` (paths, budget).
+        ctx: data paths and compute budget (the daemon's ``TrainContext``).
         registry: where the artifact goes.
         handle: the cycle's id and abandonment flag.
         symbol: the instrument.
-        bar_times: open times of the bars the actor holds; the newest is the cut-off.
+        bar_times: open times of the bars the actor held when the cycle started (a copy,
+            never the actor's live window); the newest is the cut-off.
         champion: the model trading now (read-only here; ``predict_proba`` is thread-safe).
 
     Raises:

@@ -1,0 +1,129 @@
+"""The paper book never fills an order twice: the database and the restore both forbid it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from forexd.brokers.ledger import CostModel, Ledger
+from forexd.brokers.paper import PaperBroker
+from forexd.domain import Bar, Order
+from forexd.storage.db import StorageWriter, migrate, open_sync
+from forexd.storage.schema import MIGRATIONS
+
+HOUR_NS = 3_600_000_000_000
+T0 = 1_500_000_000 * 1_000_000_000
+
+
+def _bar(ts: int, price: float = 1.1) -> Bar:
+    return Bar("EURUSD", ts, price, price, price, price, 0.0)
+
+
+def test_an_order_fills_only_on_a_bar_after_its_own() -> None:
+    """A replayed bar at or before the order's bar never fills it; the next one does."""
+    ledger = Ledger(100_000.0)
+    ledger.submit(Order("c1", "EURUSD", 1000, T0, 0))
+    assert [] == ledger.on_bar(_bar(T0 - HOUR_NS))
+    assert [] == ledger.on_bar(_bar(T0))
+    fills = ledger.on_bar(_bar(T0 + HOUR_NS))
+    assert ["c1"] == [f.client_id for f in fills]
+    assert T0 + HOUR_NS == fills[0].ts
+
+
+def test_the_database_refuses_a_second_fill_for_one_client_id(tmp_path: Path) -> None:
+    """UNIQUE on paper_fills.client_id: the constraint holds even if code were wrong."""
+    conn = open_sync(tmp_path / "f.db")
+    sql = (
+        "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, ts)"
+        " VALUES (?, 'c1', 'EURUSD', 1000, 1.1, 0, 0)"
+    )
+    conn.execute(sql, ("P1",))
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        conn.execute(sql, ("P2",))
+
+
+def test_migration_keeps_old_double_fills_as_history_and_forbids_new_ones(
+    tmp_path: Path,
+) -> None:
+    """A version-2 book with a doubled order migrates: both fills kept, the extra flagged."""
+    path = tmp_path / "f.db"
+    conn = sqlite3.connect(path)
+    for stmt in MIGRATIONS[0] + MIGRATIONS[1]:
+        conn.execute(stmt)
+    conn.execute("PRAGMA user_version=2")
+    for fid in ("P1", "P2"):
+        conn.execute("INSERT INTO paper_fills VALUES (?, 'c1', 'EURUSD', 1000, 1.1, 0, 0)", (fid,))
+    conn.commit()
+    assert 2 == migrate(conn, path)
+    rows = conn.execute("SELECT fill_id, duplicate FROM paper_fills ORDER BY rowid").fetchall()
+    assert [("P1", 0), ("P2", 1)] == rows
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        conn.execute(
+            "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, "
+            "ts) VALUES ('P3', 'c1', 'EURUSD', 1000, 1.1, 0, 0)"
+        )
+
+
+@pytest.mark.anyio
+async def test_restore_derives_pending_orders_from_fills_not_the_status_column(
+    tmp_path: Path,
+) -> None:
+    """An order whose status row still says submitted but which has a fill is not refilled."""
+    path = tmp_path / "f.db"
+    conn = open_sync(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO paper_orders VALUES ('c1', 'EURUSD', 1000, ?, 'submitted', 0)", (T0,)
+        )
+        conn.execute(
+            "INSERT INTO paper_orders VALUES ('c2', 'EURUSD', -1000, ?, 'submitted', 0)",
+            (T0 + HOUR_NS,),
+        )
+        conn.execute(
+            "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, ts)"
+            " VALUES ('P1', 'c1', 'EURUSD', 1000, 1.1, 0, ?)",
+            (T0 + HOUR_NS,),
+        )
+    conn.close()
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        broker = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+        assert {"c2"} == set(broker.ledger.pending)
+        fills = await broker.on_bar(_bar(T0 + 2 * HOUR_NS, 1.2))
+        assert ["c2"] == [f.client_id for f in fills]
+        assert "P2" == fills[0].fill_id
+        assert {} == await broker.positions()
+        await writer.close()
+    check = sqlite3.connect(path)
+    got = check.execute("SELECT client_id FROM paper_fills ORDER BY rowid").fetchall()
+    assert [("c1",), ("c2",)] == got
+
+
+@pytest.mark.anyio
+async def test_a_bar_replayed_behind_the_book_fills_nothing_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The paper market's clock never runs backwards: old bars wait for the first new one."""
+    path = tmp_path / "f.db"
+    conn = open_sync(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, ts)"
+            " VALUES ('P1', 'c1', 'EURUSD', 1000, 1.1, 0, ?)",
+            (T0 + 5 * HOUR_NS,),
+        )
+    conn.close()
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        broker = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+        await broker.submit(Order("c2", "EURUSD", -1000, T0, 0))
+        for hours in (1, 2, 5):  # a replay restarted from its first bar
+            assert [] == await broker.on_bar(_bar(T0 + hours * HOUR_NS, 1.3))
+        fills = await broker.on_bar(_bar(T0 + 6 * HOUR_NS, 1.2))
+        assert [("c2", T0 + 6 * HOUR_NS)] == [(f.client_id, f.ts) for f in fills]
+        await writer.close()
