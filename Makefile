@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 comma  := ,
 
-.PHONY: demo test system-deps lint typecheck pytest bench clean test-floors test-py310
+.PHONY: demo test test-stress system-deps lint typecheck pytest bench clean test-floors test-py310
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,21 @@ typecheck: $(VENV)/.dev-installed
 
 pytest: $(VENV)/.dev-installed
 	$(BIN)/pytest -q
+
+## test-stress: the whole suite three times in a row, each with two CPU-burning processes
+## beside it (a shared CI box); stops at the first red run and keeps pytest's exit code.
+STRESS_RUNS ?= 3
+STRESS_PYTEST ?= $(BIN)/pytest -q
+test-stress: $(VENV)/.dev-installed system-deps
+	@for run in $$(seq 1 $(STRESS_RUNS)); do \
+	  echo "test-stress: run $$run of $(STRESS_RUNS), two CPU hogs beside it"; \
+	  $(BIN)/python -c 'while True: pass' & hog1=$$!; \
+	  $(BIN)/python -c 'while True: pass' & hog2=$$!; \
+	  trap 'kill $$hog1 $$hog2 2>/dev/null' EXIT INT TERM; \
+	  $(STRESS_PYTEST); rc=$$?; \
+	  kill $$hog1 $$hog2; wait $$hog1 $$hog2 2>/dev/null; \
+	  if [ $$rc -ne 0 ]; then echo "test-stress: run $$run failed (exit $$rc)"; exit $$rc; fi; \
+	done; echo "test-stress: $(STRESS_RUNS) green runs under load"
 
 ## test-floors: a separate venv with the lowest versions pyproject.toml allows, fast tests
 test-floors:

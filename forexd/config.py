@@ -176,6 +176,9 @@ class ActorConfig(_Section):
         description="live feeds: a bar arriving more than this many bar periods after its "
         "close only warms the strategy (never traded)",
     )
+    healthy_run_s: float = Field(
+        60.0, gt=0, description="a life this long before a crash resets the restart backoff"
+    )
 
 
 class ControlConfig(_Section):

@@ -1,18 +1,24 @@
-"""Run ``forexd`` as a real subprocess and follow its JSON log lines."""
+"""Run ``forexd`` as a real subprocess and follow its JSON log lines.
+
+Every failure these helpers detect (a wrong exit code, an event that never came, a daemon
+that died early) prints the daemon's stderr and the tail of its log, so a red test in CI
+explains itself without a rerun.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from signal import SIGTERM, Signals
 from typing import Any
 
 READY_TIMEOUT_S = 30.0
+LOG_TAIL_LINES = 40
 
 
 def forexd_cmd(*args: str) -> list[str]:
@@ -40,8 +46,24 @@ def write_config(path: Path, body: str) -> Path:
     return path
 
 
+def handles_signal(pid: int, sig: int) -> bool:
+    """True once process ``pid`` has installed a handler for ``sig`` (Linux ``/proc``).
+
+    Before that moment a signal takes its default action (SIGTERM kills outright): no
+    program can react to a signal it has not yet asked for.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 class DaemonProc:
-    """A ``forexd run`` subprocess whose stdout (JSON lines) is read by a thread."""
+    """A ``forexd run`` subprocess whose stdout (JSON lines) and stderr are read by threads."""
 
     def __init__(
         self,
@@ -67,8 +89,12 @@ class DaemonProc:
         self._cursor: dict[str, int] = {}
         self._eof = False
         self.raw: list[str] = []
+        self._err: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        # stderr is drained as it comes: a full pipe would block the daemon's writes.
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -85,6 +111,33 @@ class DaemonProc:
             self._eof = True
             self._changed.notify_all()
 
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._err.append(line)
+
+    # -- diagnostics ------------------------------------------------------------------
+
+    def diagnostics(self) -> str:
+        """The daemon's exit code, stderr and the last log lines, for failure messages."""
+        rc = self.proc.poll()
+        if rc is not None:
+            self._reader.join(timeout=5)
+            self._err_reader.join(timeout=5)
+        tail = "".join(self.raw[-LOG_TAIL_LINES:]) or "(no log lines)\n"
+        err = "".join(self._err) or "(empty)\n"
+        return (
+            f"--- forexd pid {self.proc.pid}, exit code "
+            f"{'still running' if rc is None else rc}\n"
+            f"--- stderr:\n{err}--- last {LOG_TAIL_LINES} log lines:\n{tail}"
+        )
+
+    def _explain(self) -> None:
+        # pytest shows captured stdout of a failing test: print, then let the assert fail.
+        print(self.diagnostics(), flush=True)
+
+    # -- waiting ----------------------------------------------------------------------
+
     def wait_for(
         self, event: str, timeout: float = READY_TIMEOUT_S, **match: Any
     ) -> dict[str, Any]:
@@ -93,6 +146,10 @@ class DaemonProc:
         Each event name has its own cursor: waiting for ``ready`` never skips an
         ``order_denied`` logged before it, and two waits for ``order_filled`` return two
         different lines.
+
+        Raises:
+            AssertionError: the daemon exited first (message: stderr and log tail).
+            TimeoutError: the event did not come within ``timeout`` (same message).
         """
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -104,14 +161,20 @@ class DaemonProc:
                         self._cursor[event] = i + 1
                         return got
                 if self._eof:
-                    raise AssertionError(
-                        f"daemon exited (rc={self.proc.wait()}) before {event!r}; "
-                        f"stderr: {self.stderr()}"
-                    )
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"no {event!r} within {timeout} s; stderr: {self.stderr()}")
+                    break
                 self._changed.wait(remaining)
+        if self._eof:
+            self.proc.wait()
+            raise AssertionError(f"daemon exited before {event!r} {match}\n{self.diagnostics()}")
+        raise TimeoutError(f"no {event!r} {match} within {timeout} s\n{self.diagnostics()}")
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        """Every log line with ``event`` logged so far."""
+        with self._changed:
+            return [e for e in self.lines if e.get("event") == event]
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``forexd ctl ARGS`` against this daemon's data dir."""
@@ -120,24 +183,40 @@ class DaemonProc:
     def status(self) -> dict[str, Any]:
         """``ctl status --json`` parsed."""
         res = self.ctl("status", "--json")
+        if res.returncode != 0:
+            self._explain()
         assert res.returncode == 0, res.stderr
         result: dict[str, Any] = json.loads(res.stdout)
         return result
 
-    def signal(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Send a signal and wait for exit; return the exit code."""
+    def signal(self, sig: int = SIGTERM, timeout: float = 30.0) -> int:
+        """Send a signal and wait for exit; return the exit code (diagnostics printed if not 0)."""
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        return self.wait(timeout)
 
     def wait(self, timeout: float = 60.0) -> int:
-        """Wait for the process to exit by itself."""
-        return self.proc.wait(timeout=timeout)
+        """Wait for the process to exit by itself; diagnostics are printed if it fails."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._explain()
+            raise
+        self._reader.join(timeout=10)  # every log line is read before the caller checks
+        if rc != 0:
+            self._explain()
+        return rc
+
+    def stop(self, sig: int = SIGTERM, timeout: float = 30.0) -> None:
+        """Send ``sig`` and assert the clean stop: exit code 0 and ``stopped`` logged."""
+        rc = self.signal(sig, timeout)
+        assert rc == 0, f"exit code {rc} after {Signals(sig).name}\n{self.diagnostics()}"
+        assert self.events("stopped"), f"no 'stopped' event\n{self.diagnostics()}"
 
     def stderr(self) -> str:
-        """Whatever the process wrote to stderr (only after it exited)."""
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return "(still running)"
-        return self.proc.stderr.read()
+        """Whatever the process wrote to stderr so far (complete once it exited)."""
+        if self.proc.poll() is not None:
+            self._err_reader.join(timeout=5)
+        return "".join(self._err)
 
     def kill(self) -> None:
         """SIGKILL if still running."""

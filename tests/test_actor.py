@@ -64,10 +64,14 @@ class PushFeed(ScriptedFeed):
         self._streams[bar.symbol][0].send_nowait(bar)
 
 
-async def _orders(writer: StorageWriter, db: Path) -> list[int]:
-    await writer.flush()
+def _read_orders(db: Path) -> list[int]:
     with sqlite3.connect(db) as conn:
         return [int(r[0]) for r in conn.execute("SELECT bar_ts FROM orders ORDER BY bar_ts")]
+
+
+async def _orders(writer: StorageWriter, db: Path) -> list[int]:
+    await writer.flush()
+    return await anyio.to_thread.run_sync(_read_orders, db)
 
 
 async def _actor(
@@ -76,7 +80,7 @@ async def _actor(
     db = tmp / "forexd.db"
     writer = StorageWriter(db)
     await tg.start(writer.run)
-    broker = PaperBroker.restore(db, writer, 100_000.0, CostModel())
+    broker = await anyio.to_thread.run_sync(PaperBroker.restore, db, writer, 100_000.0, CostModel())
     feed = PushFeed(["EURUSD"])
     deps = ActorDeps(writer, broker, feed, db, "M1", True, 60, present=present)
     actor = SymbolActor("EURUSD", strategy, deps, structlog.get_logger())
@@ -195,7 +199,9 @@ async def test_a_reload_sent_between_two_lives_is_applied_by_the_next_life(
         db = tmp_path / "forexd.db"
         writer = StorageWriter(db)
         await tg.start(writer.run)
-        broker = PaperBroker.restore(db, writer, 100_000.0, CostModel())
+        broker = await anyio.to_thread.run_sync(
+            PaperBroker.restore, db, writer, 100_000.0, CostModel()
+        )
         deps = ActorDeps(writer, broker, PushFeed(["EURUSD"]), db, "M1", True, 60)
         actor = SymbolActor("EURUSD", Flip(), deps, structlog.get_logger())
         async with anyio.create_task_group() as life:

@@ -36,6 +36,10 @@ def test_failing_hook_is_reported_and_the_rest_still_run() -> None:
     assert (("broken", "RuntimeError: cache is gone"),) == report.errors
     assert ["after"] == ran
     assert "gc" in report.hooks_run
+    fields = report.log_fields()
+    assert {"broken": "RuntimeError: cache is gone"} == fields["cleanup_hooks_failed"]
+    assert "after" in fields["cleanup_hooks_run"] and "gc" in fields["cleanup_hooks_run"]
+    assert fields["rss_before_cleanup_mb"] > 0 and fields["rss_after_cleanup_mb"] > 0
 
 
 def test_registered_hooks_run_before_the_builtins() -> None:

@@ -136,6 +136,9 @@ def test_hardware_table_keeps_figures_and_values_on_one_line_at_80_columns() -> 
     hw = detect_hardware()
     budget_obj = budget_from_config(ComputeConfig(), hw, 1)
     report = hardware_report(hw, budget_obj)
+    # As after torch and sklearn loaded: several BLAS/OpenMP libraries (order-independent).
+    lib = {"internal_api": "openblas", "num_threads": 2}
+    report["thread_caps"]["loaded_libraries"] = [lib] * 6
     text = _text(hardware_table(report))
     assert all(len(line) <= WIDTH for line in text.splitlines())
     budget = report["budget"]

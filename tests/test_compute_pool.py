@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import anyio
 import pytest
 
-from forexd.daemon.compute import ComputePool, DeviceWaitTimeoutError, JobTimeoutError
+from forexd.daemon.compute import (
+    ComputePool,
+    DeviceWaitTimeoutError,
+    JobTimeoutError,
+    SymbolWaitTimeoutError,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -97,6 +103,8 @@ async def test_a_job_past_its_timeout_is_abandoned_with_a_typed_error() -> None:
     assert 1 == pool.stats().timed_out
 
 
+# blockbuster's wrapped time.sleep cannot be pickled into the worker process.
+@pytest.mark.allow_blocking
 async def test_the_process_executor_runs_jobs_elsewhere_and_kills_a_timed_out_one() -> None:
     """executor="processes": jobs run in spawned workers; a timeout kills the worker."""
     import functools
@@ -112,3 +120,70 @@ async def test_the_process_executor_runs_jobs_elsewhere_and_kills_a_timed_out_on
     assert time.monotonic() - start < 10
     with anyio.fail_after(60):
         assert os.getpid() != await pool.run(os.getpid, timeout_s=60)
+
+
+@pytest.mark.parametrize("other", ["cuda", "CUDA", " cuda:0 ", "cuda:00"])
+async def test_cuda_and_cuda_0_share_one_gpu_semaphore(other: str) -> None:
+    """`cuda` and `cuda:0` name one GPU: jobs on either never run at the same time."""
+    pool = ComputePool(train_workers=4, max_concurrent_symbols=4)
+    inside, peak = 0, 0
+    lock = threading.Lock()
+    first_inside = threading.Event()
+
+    def job() -> None:
+        nonlocal inside, peak
+        with lock:
+            inside += 1
+            peak = max(peak, inside)
+        first_inside.set()
+        time.sleep(0.05)  # long enough for the other job to get in, if it could
+        with lock:
+            inside -= 1
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(pool.run, job, timeout_s=30, device="cuda:0"))
+            await anyio.to_thread.run_sync(first_inside.wait)
+            tg.start_soon(partial(pool.run, job, timeout_s=30, device=other))
+    assert 1 == peak
+    assert 2 == pool.stats().completed
+
+
+async def test_a_different_gpu_has_its_own_semaphore() -> None:
+    """cuda:1 does not wait for a job holding cuda:0."""
+    pool = ComputePool(train_workers=4, max_concurrent_symbols=4)
+    release = threading.Event()
+    started = threading.Event()
+
+    def holder() -> None:
+        started.set()
+        release.wait(30)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(pool.run, holder, timeout_s=30, device="cuda"))
+            await anyio.to_thread.run_sync(started.wait)
+            assert 7 == await pool.run(lambda: 7, timeout_s=30, device="cuda:1")
+            release.set()
+
+
+async def test_a_full_symbol_semaphore_gives_a_typed_timeout_and_runs_nothing() -> None:
+    """With every symbol slot busy, a job waits at most its wait timeout, then fails clearly."""
+    pool = ComputePool(train_workers=2, max_concurrent_symbols=1)
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[str] = []
+
+    def holder() -> None:
+        started.set()
+        release.wait(30)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(pool.run, holder, timeout_s=30))
+            await anyio.to_thread.run_sync(started.wait)
+            with pytest.raises(SymbolWaitTimeoutError, match="max_concurrent_symbols"):
+                await pool.run(lambda: ran.append("x"), timeout_s=30, wait_timeout_s=0.05)
+            release.set()
+    assert [] == ran
+    assert 0 == pool.stats().waiting_symbols

@@ -71,6 +71,8 @@ def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         finished = proc.wait_for("training_cycle_finished", timeout=120, symbol="EURUSD")
         assert "promoted" == finished["decision"], finished
         assert finished["cycle_id"].startswith("EURUSD-")
+        assert "gc" in finished["cleanup_hooks_run"], finished  # the cleanup report is logged
+        assert finished["rss_after_cleanup_mb"] > 0
         assert 0 == proc.wait(timeout=120)
     finally:
         proc.kill()

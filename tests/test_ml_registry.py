@@ -129,9 +129,9 @@ async def test_daemon_writes_go_through_the_storage_writer(tmp_path: Path) -> No
         await writer.close()
         tg.cancel_scope.cancel()
     assert statements >= 3
-    assert {"a": "retired", "b": "champion"} == {
-        r.model_id: r.status for r in ModelRegistry(db, tmp_path).list()
-    }
+    # The sync reader from a worker thread: blocking SQLite on the loop is what this avoids.
+    records = await anyio.to_thread.run_sync(ModelRegistry(db, tmp_path).list)
+    assert {"a": "retired", "b": "champion"} == {r.model_id: r.status for r in records}
 
 
 @pytest.mark.anyio
@@ -139,4 +139,4 @@ async def test_offline_async_writes_use_their_own_transaction(registry: ModelReg
     """Without a writer the async methods fall back to the offline path."""
     await registry.aregister(_record("a"))
     await registry.aset_champion("EURUSD", "a")
-    assert "champion" == registry.get("a").status
+    assert "champion" == (await anyio.to_thread.run_sync(registry.get, "a")).status

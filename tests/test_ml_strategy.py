@@ -97,6 +97,8 @@ async def test_first_cycle_promotes_and_a_restart_restores_the_champion(
     assert strategy.champion is not None and record.model_id == strategy.champion.model_id
     assert (ctx.paths.models / record.artifact).is_file()
     assert stats["last_cycle"]["rss_after_cleanup_mb"] > 0
+    assert "gc" in stats["last_cycle"]["cleanup_hooks_run"]  # the cleanup report is kept
+    assert {} == stats["last_cycle"]["cleanup_hooks_failed"]
 
     again, again_trainer = _restored(ctx)
     assert champion["model_id"] == again_trainer.stats()["champion"]["model_id"]
@@ -141,13 +143,17 @@ async def test_no_champion_means_no_trade(ctx: TrainContext) -> None:
 async def test_decide_is_fast_on_the_bar_path(ctx: TrainContext) -> None:
     """With a logistic champion one decision takes well under the 5 ms guard."""
     strategy, _ = await _trained(ctx)
+    assert strategy._live is not None and strategy._live.fast is not None  # numpy fast path
+    assert not strategy.predicts_off_loop  # cheap enough to stay on the loop
     history = _history(strategy)
     strategy.decide(history, 0)
-    started = time.perf_counter()
+    # CPU time of this thread, not wall time: on a loaded box the wall clock also counts
+    # the time other processes had the CPU, which is not what decide() costs.
+    started = time.thread_time()
     for _ in range(200):
         strategy.decide(history, 0)
-    per_call_ms = (time.perf_counter() - started) / 200 * 1000
-    assert per_call_ms < 5.0  # the target is ~1 ms; this guard tolerates a loaded CI box
+    per_call_ms = (time.thread_time() - started) / 200 * 1000
+    assert per_call_ms < 5.0  # the target is ~1 ms
 
 
 def test_threshold_rule_with_exit_hysteresis() -> None:
@@ -176,6 +182,11 @@ def test_ml_strategy_only_decides_and_needs_the_feature_history() -> None:
     for name in ("train_cycle", "restore", "wants_training", "train_in_backtest"):
         assert not hasattr(plain, name), name
     assert plain.params.features.history_bars == plain.warmup_bars
+
+
+def test_a_gru_strategy_warms_up_over_its_window() -> None:
+    """A GRU over 10 rows needs 9 more bars of history than the features alone."""
+    pytest.importorskip("torch", reason="torch models need the forexd[torch] extra")
     gru = MlParams(model={"kind": "gru", "hyperparameters": {"window": 10}})
     assert gru.features.history_bars + 9 == MlStrategy(gru).warmup_bars
 

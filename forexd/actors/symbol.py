@@ -29,6 +29,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from forexd.actors.core import SymbolCore, average_true_range
 from forexd.actors.deps import ActorDeps, ActorStats
+from forexd.actors.inference import predict_ahead
 from forexd.actors.messages import (
     AdoptFill,
     Bars,
@@ -342,6 +343,8 @@ class SymbolActor:
 
     async def _decide(self, bar: Bar, t0: int) -> None:
         denials = self.core.denials
+        if not self.core.paused:  # an expensive model predicts in a worker thread first
+            await predict_ahead(self.strategy, self.core.history, bar)
         order = self.core.on_bar(bar)
         self.log.debug(
             "bar_decided",

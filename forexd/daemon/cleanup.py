@@ -63,6 +63,20 @@ class CleanupReport:
         """RSS given back by the pass (negative if it grew meanwhile)."""
         return self.rss_before_mb - self.rss_after_mb
 
+    def log_fields(self) -> dict[str, object]:
+        """The report as flat log/status fields (``training_cycle_finished`` carries them).
+
+        ``cleanup_hooks_failed`` maps each failed hook to its error.
+        """
+        return {
+            "rss_before_cleanup_mb": round(self.rss_before_mb, 1),
+            "rss_after_cleanup_mb": round(self.rss_after_mb, 1),
+            "cleanup_hooks_run": list(self.hooks_run),
+            "cleanup_hooks_skipped": list(self.skipped),
+            "cleanup_hooks_failed": dict(self.errors),
+            "cleanup_s": round(self.duration_s, 3),
+        }
+
 
 def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / MB

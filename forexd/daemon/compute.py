@@ -5,6 +5,10 @@ in the heavy phase at once) and then a token of the *capacity limiter* (``train_
 that bounds ``anyio.to_thread.run_sync``. BLAS/OpenMP thread caps are process-wide and set
 once at start-up (``daemon/threads.py``), so workers × BLAS threads stays within
 the budget without toggling caps per call.
+
+No wait is unbounded: the symbol slot and a GPU slot are each waited for at most the
+job's wait timeout (by default its run timeout), and a GPU is known by its normalised name
+(``cuda`` and ``cuda:0`` are one device with one semaphore).
 """
 
 from __future__ import annotations
@@ -23,6 +27,22 @@ from forexd.errors import ForexdError
 T = TypeVar("T")
 Executor = Literal["threads", "processes"]
 JOBS_PER_GPU = 1  # CUDA contexts from several threads on one GPU: one at a time by default
+
+
+def device_key(name: str) -> str:
+    """The one name of a device, for per-device semaphores.
+
+    ``cuda`` means torch's current device, which is ``cuda:0`` unless a process changes it
+    (forexd never does), so ``cuda``, ``CUDA`` and ``cuda:0`` are the same GPU and must
+    share one semaphore. Anything that is not CUDA is returned lower-cased and stripped.
+    """
+    key = name.strip().lower()
+    if key == "cuda":
+        return "cuda:0"
+    index = key.removeprefix("cuda:")
+    if key.startswith("cuda:") and index.isdigit():
+        return f"cuda:{int(index)}"  # "cuda:00" is cuda:0 as well
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +64,10 @@ class JobTimeoutError(TimeoutError):
 
 class DeviceWaitTimeoutError(ForexdError):
     """A job waited too long for its GPU; nothing ran, nothing is stuck."""
+
+
+class SymbolWaitTimeoutError(ForexdError):
+    """A job waited too long for a symbol slot (``max_concurrent_symbols``); nothing ran."""
 
 
 class ComputePool:
@@ -78,16 +102,17 @@ class ComputePool:
         Raises:
             DeviceWaitTimeoutError: no slot came free within ``timeout_s``.
         """
-        if name == "cpu":
+        key = device_key(name)
+        if key == "cpu":
             yield
             return
-        sem = self._devices.setdefault(name, anyio.Semaphore(self.jobs_per_gpu))
+        sem = self._devices.setdefault(key, anyio.Semaphore(self.jobs_per_gpu))
         try:
             with anyio.fail_after(timeout_s):
                 await sem.acquire()
         except TimeoutError:
             raise DeviceWaitTimeoutError(
-                f"waited {timeout_s} s for a slot on {name} ({self.jobs_per_gpu} job(s) at a "
+                f"waited {timeout_s} s for a slot on {key} ({self.jobs_per_gpu} job(s) at a "
                 "time); another job holds it — raise the timeout or lower the parallelism"
             ) from None
         try:
@@ -95,7 +120,34 @@ class ComputePool:
         finally:
             sem.release()
 
-    async def run(self, fn: Callable[[], T], *, timeout_s: float, device: str = "cpu") -> T:
+    @asynccontextmanager
+    async def symbol_slot(self, *, timeout_s: float) -> AsyncIterator[None]:
+        """Hold one of ``max_concurrent_symbols`` slots, waiting at most ``timeout_s``.
+
+        Raises:
+            SymbolWaitTimeoutError: every slot stayed busy for ``timeout_s``.
+        """
+        try:
+            with anyio.fail_after(timeout_s):
+                await self.symbols.acquire()
+        except TimeoutError:
+            raise SymbolWaitTimeoutError(
+                f"waited {timeout_s} s for one of {self._max_symbols} symbol slot(s) "
+                "(compute.max_concurrent_symbols); other symbols' jobs hold them all"
+            ) from None
+        try:
+            yield
+        finally:
+            self.symbols.release()
+
+    async def run(
+        self,
+        fn: Callable[[], T],
+        *,
+        timeout_s: float,
+        device: str = "cpu",
+        wait_timeout_s: float | None = None,
+    ) -> T:
         """Run ``fn`` in a worker thread within the budget, with an explicit timeout.
 
         With ``executor="threads"`` a timed-out job's thread cannot be killed (Python
@@ -104,11 +156,16 @@ class ComputePool:
         models) ``fn`` and its result must be picklable, and a timed-out worker process is
         killed. Either way the caller gets :class:`JobTimeoutError` at once.
 
+        ``wait_timeout_s`` (default ``timeout_s``) bounds each wait for a slot before the
+        job starts: the symbol slot, then the GPU.
+
         Raises:
             JobTimeoutError: the job did not finish within ``timeout_s``.
-            DeviceWaitTimeoutError: ``device`` (a GPU) stayed busy for ``timeout_s``.
+            SymbolWaitTimeoutError: every symbol slot stayed busy for ``wait_timeout_s``.
+            DeviceWaitTimeoutError: ``device`` (a GPU) stayed busy for ``wait_timeout_s``.
         """
-        async with self.symbols, self.device(device, timeout_s=timeout_s):
+        wait_s = timeout_s if wait_timeout_s is None else wait_timeout_s
+        async with self.symbol_slot(timeout_s=wait_s), self.device(device, timeout_s=wait_s):
             start = time.perf_counter()
             try:
                 with anyio.fail_after(timeout_s):

@@ -103,19 +103,27 @@ class ControlServer:
             async with listener:
                 await listener.serve(self._handle_connection)
         finally:
-            for path in (self.paths.socket, self.paths.tcp_endpoint, self.paths.token):
-                path.unlink(missing_ok=True)
+            with anyio.CancelScope(shield=True):  # file system calls: off the loop
+                await anyio.to_thread.run_sync(self._remove_files)
 
-    async def _listen(self) -> Listener[Any]:
+    def _remove_files(self) -> None:
+        for path in (self.paths.socket, self.paths.tcp_endpoint, self.paths.token):
+            path.unlink(missing_ok=True)
+
+    def _prepare_dir(self) -> None:
         self.paths.runtime_dir.mkdir(parents=True, exist_ok=True)
         if self.transport == "unix":
             self.paths.socket.unlink(missing_ok=True)  # we hold the pid lock: it is stale
+
+    async def _listen(self) -> Listener[Any]:
+        await anyio.to_thread.run_sync(self._prepare_dir)
+        if self.transport == "unix":
             old = os.umask(0o177)
             try:
                 unix_listener = await anyio.create_unix_listener(self.paths.socket)
             finally:
                 os.umask(old)
-            self.paths.socket.chmod(0o600)
+            await anyio.to_thread.run_sync(self.paths.socket.chmod, 0o600)
             return unix_listener
         if self.tcp_host not in ("127.0.0.1", "::1", "localhost"):
             self._log.warning("control_listening_non_loopback", host=self.tcp_host)
@@ -123,8 +131,10 @@ class ControlServer:
             local_host=self.tcp_host, local_port=self.tcp_port
         )
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        self._token = write_token(self.paths.token)
-        _write_private(self.paths.tcp_endpoint, f"{self.tcp_host} {port}\n")
+        self._token = await anyio.to_thread.run_sync(write_token, self.paths.token)
+        await anyio.to_thread.run_sync(
+            _write_private, self.paths.tcp_endpoint, f"{self.tcp_host} {port}\n"
+        )
         return listener
 
     def _peer_allowed(self, stream: ByteStream) -> bool:

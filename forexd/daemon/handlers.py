@@ -270,6 +270,7 @@ class Handlers:
             "threads": {"now": threads.now, "peak": threads.peak},
             "rss_mb": round(d.process.memory_info().rss / 2**20, 1),
             "torch_imported": "torch" in sys.modules,
+            "gil_switch_interval_s": sys.getswitchinterval(),  # runner sets 1 ms
             "loop_lag_ms": {"p50": lag.p50, "p99": lag.p99, "max": lag.max, "samples": lag.samples},
             "storage": asdict(d.writer.stats()),
             "control": {"requests": d.control.requests, "bad_requests": d.control.bad_requests},

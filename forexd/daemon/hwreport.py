@@ -81,7 +81,10 @@ def render_hardware_table(report: Mapping[str, Any]) -> Table:
         ("thread env vars", f"= {caps['blas_threads']}", ", ".join(caps["env"])),
         ("torch threads / interop", f"{caps['torch_num_threads']} / "
          f"{caps['torch_num_interop_threads']}", "if torch is loaded"),
-        ("loaded BLAS/OpenMP", loaded or "none yet", f"capped to {caps['threadpoolctl_limit']}"),
+        # The list goes in the note column (it folds): as a value it would crowd the
+        # figures out of an 80-column terminal once torch and sklearn are loaded.
+        ("loaded BLAS/OpenMP", str(len(caps["loaded_libraries"])),
+         f"{loaded or 'none yet'}; capped to {caps['threadpoolctl_limit']}"),
     ]  # fmt: skip
     table = Table(title="forexd compute budget")
     table.add_column("figure")

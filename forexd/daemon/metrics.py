@@ -325,5 +325,12 @@ async def serve_metrics(
             await anyio.sleep(refresh_s)
             await refresh_once(state, status, lag, log)
     finally:
-        server.shutdown()
-        thread.join(timeout=5)
+        # shutdown() waits for the server thread's poll loop (up to 0.5 s) and the join up
+        # to 5 s: a worker thread's job, never the event loop's.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_stop_server, server, thread)
+
+
+def _stop_server(server: Any, thread: Any) -> None:
+    server.shutdown()
+    thread.join(timeout=5)

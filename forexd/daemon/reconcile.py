@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from forexd.brokers.base import Broker
 from forexd.domain import Fill, Order, OrderStatus, Position, get_instrument
 from forexd.storage.db import StorageWriter, now_ns, open_sync
@@ -53,23 +55,8 @@ async def reconcile(
 ) -> ReconcileReport:
     """Bring the database in line with the broker; see the module note."""
     report = ReconcileReport()
-    conn = open_sync(db_path)
-    try:
-        open_orders = conn.execute(
-            "SELECT client_id, symbol, units, bar_ts, created_ns FROM orders "
-            "WHERE status IN (?, ?) ORDER BY created_ns",
-            (OrderStatus.PENDING.value, OrderStatus.SUBMITTED.value),
-        ).fetchall()
-        known_fills = {r[0] for r in conn.execute("SELECT fill_id FROM fills")}
-        positions: dict[str, Position] = {}
-        for fid, cid, sym, units, price, comm, ts in conn.execute(
-            "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
-            "ORDER BY ts, rowid"
-        ):
-            pos = positions.setdefault(sym, Position(sym))
-            pos.apply(Fill(fid, cid, sym, int(units), price, comm, int(ts)), get_instrument(sym))
-    finally:
-        conn.close()
+    # The reads grow with history (every fill): a worker thread, not the event loop.
+    open_orders, known_fills, positions = await anyio.to_thread.run_sync(_read_state, db_path)
 
     track = getattr(broker, "track_unresolved", None)  # live brokers only
     for client_id, symbol, units, bar_ts, created_ns in open_orders:
@@ -131,3 +118,28 @@ async def reconcile(
     await writer.flush()
     log.info("reconciled", **report.to_dict())
     return report
+
+
+def _read_state(
+    db_path: Path,
+) -> tuple[list[tuple[str, str, int, int, int]], set[str], dict[str, Position]]:
+    """Open orders, known fill ids and net positions from the store (blocking)."""
+    conn = open_sync(db_path)
+    try:
+        open_orders = conn.execute(
+            "SELECT client_id, symbol, units, bar_ts, created_ns FROM orders "
+            "WHERE status IN (?, ?) ORDER BY created_ns",
+            (OrderStatus.PENDING.value, OrderStatus.SUBMITTED.value),
+        ).fetchall()
+        known_fills = {r[0] for r in conn.execute("SELECT fill_id FROM fills")}
+        positions: dict[str, Position] = {}
+        for fid, cid, sym, units, price, comm, ts in conn.execute(
+            # booking order, as the broker's ledger applied them (issue 10)
+            "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
+            "ORDER BY rowid"
+        ):
+            pos = positions.setdefault(sym, Position(sym))
+            pos.apply(Fill(fid, cid, sym, int(units), price, comm, int(ts)), get_instrument(sym))
+    finally:
+        conn.close()
+    return open_orders, known_fills, positions

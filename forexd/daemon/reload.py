@@ -70,7 +70,7 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
         )
     # Load the new symbols' bars first too: a missing or bad file rejects the whole reload
     # (load_frame's own checks), instead of failing after other changes were applied.
-    frames = {sym: daemon.load_frame(new_syms[sym]) for sym in added}
+    frames = await daemon.load_frames([new_syms[sym] for sym in added])  # worker thread
 
     daemon.settings = new
     for sym, strategy in rebuilt.items():

@@ -2,17 +2,23 @@
 
 uvloop is used where it is installed (it is not on Windows); anyio's asyncio backend
 gives TaskGroup semantics on every supported Python, 3.10 included.
+
+The GIL switch interval is lowered to 1 ms for the daemon's process: with training threads
+holding the GIL, the event loop thread waits up to one interval each time it wants the GIL
+back, so Python's default of 5 ms shows up directly as loop lag (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from forexd.config import Settings
+from forexd.daemon import stopsignals
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.supervisor import Daemon
 from forexd.errors import ForexdError, first_leaf
@@ -38,9 +44,14 @@ def run_daemon(
 
     ``config_path`` and ``overrides`` are kept so a reload re-reads the same sources.
     """
+    # Idempotent; ``python -m forexd run`` did it before its imports already, the
+    # ``forexd`` console script gets it here, still before the loop and the daemon exist.
+    stopsignals.install(["--log-format", settings.log_format])
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     daemon = Daemon(
         settings, paths, exit_when_done=exit_when_done, config_path=config_path, overrides=overrides
     )
+    stopsignals.arm()  # the daemon exists: a stop signal now ends in its clean shutdown
     try:
         anyio.run(daemon.run, backend="asyncio", backend_options=event_loop_options())
     except BaseException as exc:

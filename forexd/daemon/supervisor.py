@@ -5,21 +5,33 @@ budget and thread caps, starts the storage writer, restores the broker, reconcil
 the replay data, starts one supervised actor per symbol (each reports ready through
 ``task_group.start``), then the loop-lag monitor and the control server. The main phase
 waits for a stop request (signal, ``ctl stop``, or every feed exhausted when asked to
-exit then). Shutdown stops new orders, cancels the actors, flushes storage and removes
-the socket, within ``shutdown_timeout_s``.
+exit then).
 
-Signal handlers only record the signal (anyio's signal receiver); the loop acts on it.
-A second SIGINT/SIGTERM forces an immediate exit.
+Shutdown order is fixed by construction, within ``shutdown_timeout_s``: every producer of
+writes is stopped and waited for (actors with their training tasks, the live feed, the
+risk persister: :class:`Service` gives each a scope and a "done" event), then the final
+flush, then the risk state is persisted, then the writer is closed. Nothing can use the
+writer after it closed, because everything that could has already ended.
+
+Signal handlers only record the signal (anyio's signal receiver; before the loop runs,
+:mod:`~forexd.daemon.stopsignals`); the loop acts on it. A stop signal during start-up
+cancels the start-up (blocking start-up steps run in worker threads, so they do not hold
+the signal back) and goes straight to the shutdown above. A second SIGINT/SIGTERM forces
+an immediate exit.
+
+Over ~400 lines: start-up, supervision, shutdown and reload entry are one object's life
+cycle, read top-down; the restart policy and the stop signals already live apart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
 import time
-from collections import deque
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +49,7 @@ from forexd.brokers.base import Broker
 from forexd.brokers.ledger import CostModel
 from forexd.brokers.paper import PaperBroker
 from forexd.config import BUNDLED_SOURCE, STORE_SOURCE, Settings, SymbolConfig
+from forexd.daemon import stopsignals
 from forexd.daemon.brokerlink import brokerguard_for, make_oanda_broker
 from forexd.daemon.budget import budget_from_config
 from forexd.daemon.compute import ComputePool
@@ -47,10 +60,12 @@ from forexd.daemon.jobs import TrainingJobs
 from forexd.daemon.logsetup import get_logger
 from forexd.daemon.looplag import LoopLagMonitor
 from forexd.daemon.metrics import serve_metrics
+from forexd.daemon.offloop import run_abandonable
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.pidlock import PidLock
 from forexd.daemon.reconcile import reconcile
 from forexd.daemon.reload import apply_reload
+from forexd.daemon.restarts import RestartPolicy
 from forexd.daemon.riskruntime import RiskRuntime
 from forexd.daemon.sdnotify import Notifier, watchdog_task
 from forexd.daemon.threads import ThreadLimiter, ThreadWatermark
@@ -62,11 +77,55 @@ from forexd.feeds.frames import clip_frame
 from forexd.feeds.replay import ReplayFeed
 from forexd.risk import Holding
 from forexd.storage.candles import read_store
-from forexd.storage.db import StorageWriter
+from forexd.storage.db import StorageWriter, open_sync
 from forexd.strategies import build_strategy
 
 THREAD_SAMPLE_S = 1.0
 WATCHDOG_MAX_LAG_S = 10.0  # a loop stalled longer than this stops feeding systemd's watchdog
+
+Started = TaskStatus[None]
+
+
+class Service:
+    """A background task the shutdown stops on purpose, in order, and waits for."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.scope: anyio.CancelScope | None = None  # made in the loop (anyio needs one)
+        self.done = anyio.Event()
+        self.launched = False
+
+    async def run(
+        self,
+        body: Callable[..., Awaitable[None]],
+        *,
+        reports_ready: bool = True,
+        task_status: Started = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run ``body`` (which takes ``task_status`` when ``reports_ready``) in the scope."""
+        self.launched = True
+        self.scope = anyio.CancelScope()
+        try:
+            with self.scope:
+                if reports_ready:
+                    await body(task_status=task_status)
+                else:
+                    task_status.started()
+                    await body()
+        finally:
+            self.done.set()
+
+    async def stop(self) -> None:
+        """Cancel the task and wait until it has really ended (no-op if never launched)."""
+        if self.scope is not None:
+            self.scope.cancel()
+        if self.launched:
+            await self.done.wait()
+
+
+def _open_store(path: Path) -> None:
+    """Create or migrate the store (worker thread: a migration can take a while)."""
+    open_sync(path).close()
 
 
 class Daemon:
@@ -93,9 +152,16 @@ class Daemon:
         self.ready_at: float | None = None
         self.stop_requested = anyio.Event()
         self.stop_reason = ""
-        self._reload_lock = anyio.Lock()
+        self.ready = anyio.Event()
+        self._startup_scope: anyio.CancelScope | None = None  # made in run(), in the loop
+        self._writer_svc = Service("storage writer")
+        self._persist_svc = Service("risk persister")
+        self._feed_svc = Service("feed")
+        self._actors_svc = Service("actors")
+        self._reloads_svc = Service("signal reloads")
+        self._reload_tg: TaskGroup | None = None
+        self._reload_lock = anyio.Lock()  # SIGHUP and ctl reload never interleave
         self.reloads_failed = 0
-        self._actors_exited: anyio.Event | None = None
         self.lag = LoopLagMonitor()
         self.actors: dict[str, SymbolActor] = {}
         self.control = ControlServer(
@@ -127,27 +193,36 @@ class Daemon:
 
     async def run(self) -> None:
         """Run until stopped; returns normally after a clean shutdown."""
-        self._pidlock.acquire()
+        # File lock and pid write: quick, but file-system calls all the same (off the loop;
+        # fcntl/msvcrt locks belong to the process, not the thread that took them).
+        await anyio.to_thread.run_sync(self._pidlock.acquire)
         try:
             async with anyio.create_task_group() as tg:
-                self._tg = tg
-                tg.start_soon(self._watch_signals)
-                await self._startup(tg)
+                self._startup_scope = anyio.CancelScope()
+                await tg.start(self._watch_signals)
+                with self._startup_scope:
+                    if not self.stop_requested.is_set():
+                        await self._startup(tg)
                 await self.stop_requested.wait()
                 await self._shutdown(tg)
         finally:
-            self._pidlock.release()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._pidlock.release)
         self.log.info("stopped", reason=self.stop_reason)
 
     def request_stop(self, reason: str) -> None:
-        """Ask for a graceful shutdown (idempotent)."""
+        """Ask for a graceful shutdown (idempotent); cancels a start-up in progress."""
         if not self.stop_requested.is_set():
             self.stop_reason = reason
             self.stop_requested.set()
+            if self._startup_scope is not None:
+                self._startup_scope.cancel()
 
     # -- start-up ---------------------------------------------------------------------
 
     async def _startup(self, tg: TaskGroup) -> None:
+        # On the loop thread on purpose, once: OpenMP's thread-count setting is per calling
+        # thread (threadpoolctl reads a few /proc and library files for it).
         caps = self.thread_limiter.apply(self.budget.blas_threads)
         self.log.info(
             "starting",
@@ -157,13 +232,16 @@ class Daemon:
             budget=self.budget.to_dict(),
             thread_caps=caps if isinstance(caps, dict) else str(caps),
         )
-        await tg.start(self.writer.run)
+        # Blocking steps run in threads; a stop signal abandons them (run_abandonable) so a
+        # start-up never holds a shutdown back.
+        await run_abandonable(_open_store, self.paths.db)
+        await tg.start(self._writer_svc.run, self.writer.run)
         broker = await self._make_broker(tg)
         self.broker = broker
         report = await reconcile(self.paths.db, broker, self.writer, get_logger("reconcile"))
         await anyio.to_thread.run_sync(self.risk.load)
         self.risk.bind(self.holdings, self.writer.flush)
-        tg.start_soon(self.risk.persist_loop)
+        await tg.start(partial(self._persist_svc.run, self.risk.persist_loop, reports_ready=False))
         feed = self.feed = await self._make_feed(tg)
         # -- oanda (issue 11): the guard degrades, halts on drift, reduces while unresolved
         self.guard = await brokerguard_for(self, tg, report.position_mismatches)
@@ -192,8 +270,8 @@ class Daemon:
         )
         await tg.start(self.lag.run)
         tg.start_soon(self._sample_threads)
-        self._actor_tg_scope = anyio.CancelScope()
-        await tg.start(self._run_actors, deps)
+        await tg.start(self._actors_svc.run, partial(self._run_actors, deps))
+        await tg.start(self._reloads_svc.run, self._run_reloads)
         handlers = register_handlers(self)
         await tg.start(self.control.serve)
         mcfg = self.settings.metrics
@@ -215,8 +293,15 @@ class Daemon:
                 watchdog_task, self.notifier, self.lag.recent_max_s, max_lag_s=WATCHDOG_MAX_LAG_S
             )
         )
+        # Everything alive now (modules, pandas/sklearn internals, config, replay frames)
+        # lives as long as the daemon: move it out of the collector's sight. A full
+        # gc.collect() holds the GIL, from any thread, for as long as it scans; with these
+        # objects in the scan that was ~200 ms per pass after each training cycle, i.e.
+        # loop lag (docs/benchmarks.md). Cycles among them, if any, are never freed.
+        gc.freeze()
         self.state = "running"
         self.ready_at = time.time()
+        self.ready.set()
         self.notifier.ready(f"trading {len(self.actors)} symbol(s)")
         self.log.info(
             "ready",
@@ -240,7 +325,10 @@ class Daemon:
         cfg = self.settings.broker
         if cfg.kind == "paper":
             costs = CostModel(cfg.spread_pips, cfg.slippage_pips, cfg.commission_per_million)
-            return PaperBroker.restore(self.paths.db, self.writer, cfg.initial_balance, costs)
+            # Reads every paper order and fill: grows with history, so off the loop.
+            return await run_abandonable(
+                PaperBroker.restore, self.paths.db, self.writer, cfg.initial_balance, costs
+            )
         return await make_oanda_broker(self, tg)  # httpx only when trading live
 
     def _oanda_api(self) -> Any:
@@ -264,10 +352,20 @@ class Daemon:
             feed = OandaFeed(
                 self._oanda_api(), [s.symbol for s in self.settings.active_symbols], fcfg.timeframe
             )
-            await tg.start(feed.run)
+            await tg.start(self._feed_svc.run, feed.run)
             return feed
-        frames = {s.symbol: self.load_frame(s) for s in self.settings.active_symbols}
+        frames = await self.load_frames(self.settings.active_symbols)
         return ReplayFeed(frames, speed=fcfg.speed, max_sleep_s=fcfg.max_sleep_s)
+
+    async def load_frames(self, symbols: list[SymbolConfig]) -> dict[str, pd.DataFrame]:
+        """:meth:`load_frame` for each symbol, in a thread (file parsing, SQLite reads).
+
+        Abandoned if cancelled (a stop signal during start-up): the thread only reads.
+        """
+        frames: dict[str, pd.DataFrame] = {}
+        for sym in symbols:
+            frames[sym.symbol] = await run_abandonable(self.load_frame, sym)
+        return frames
 
     def load_frame(self, sym: SymbolConfig) -> pd.DataFrame:
         from forexd.feeds import loaders  # file parsing only when replaying files
@@ -303,23 +401,17 @@ class Daemon:
         self, deps: ActorDeps, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         self._deps = deps
-        self._actors_exited = exited = anyio.Event()
-        try:
-            with self._actor_tg_scope:
-                async with anyio.create_task_group() as actors_tg:
-                    self._actors_tg = actors_tg
-                    for sym in self.settings.active_symbols:
-                        await self.start_actor(sym)
-                    task_status.started()
-                    if self.exit_when_done:
-                        while any(not a.done.is_set() for a in self.actors.values()):
-                            await next(
-                                a for a in self.actors.values() if not a.done.is_set()
-                            ).done.wait()
-                        self.request_stop("all feeds exhausted")
-                    await anyio.sleep_forever()
-        finally:
-            exited.set()  # every actor has written its progress
+        async with anyio.create_task_group() as actors_tg:
+            self._actors_tg = actors_tg
+            for sym in self.settings.active_symbols:
+                await self.start_actor(sym)
+            task_status.started()
+            if self.exit_when_done:
+                while any(not a.done.is_set() for a in self.actors.values()):
+                    await next(a for a in self.actors.values() if not a.done.is_set()).done.wait()
+                await self.ready.wait()  # a short feed may end before start-up finished
+                self.request_stop("all feeds exhausted")
+            await anyio.sleep_forever()
 
     async def start_actor(self, sym: SymbolConfig) -> SymbolActor:
         """Start (and supervise) the actor of one configured symbol."""
@@ -351,11 +443,10 @@ class Daemon:
             actor.done.set()
 
     async def _supervise_lives(self, actor: SymbolActor, task_status: TaskStatus[None]) -> None:
-        crashes: deque[float] = deque()
-        backoff = self.settings.actors.restart_backoff_s
+        policy = RestartPolicy()
         reported = False
         while True:
-            cfg = self.settings.actors  # read each time: a reload may change it
+            started_at = time.monotonic()
             try:
                 async with anyio.create_task_group() as life:
                     await life.start(actor.run)
@@ -364,14 +455,16 @@ class Daemon:
                         task_status.started()
                 return
             except Exception as exc:
-                now = time.monotonic()
-                crashes.append(now)
-                while crashes and now - crashes[0] > cfg.crash_window_s:
-                    crashes.popleft()
+                cfg = self.settings.actors  # read each time: a reload may change it
+                decision = policy.after_crash(cfg, started_at=started_at, now=time.monotonic())
                 cause = first_leaf(exc)
                 actor.last_error = f"{type(cause).__name__}: {cause}"
-                actor.log.exception("actor_crashed", crashes_in_window=len(crashes))
-                if len(crashes) >= cfg.max_crashes:
+                actor.log.exception(
+                    "actor_crashed",
+                    crashes_in_window=decision.crashes_in_window,
+                    restart_in_s=None if decision.give_up else decision.delay_s,
+                )
+                if decision.give_up:
                     actor.state = "failed"
                     actor.log.error(
                         "actor_failed",
@@ -388,54 +481,100 @@ class Daemon:
                 if not reported:
                     reported = True
                     task_status.started()
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, cfg.restart_backoff_max_s)
+                await anyio.sleep(decision.delay_s)
                 actor.restarts += 1
 
     # -- background -------------------------------------------------------------------
 
-    async def _watch_signals(self) -> None:
+    async def _run_reloads(self, *, task_status: Started = anyio.TASK_STATUS_IGNORED) -> None:
+        """Host SIGHUP reloads; the shutdown cancels them before it stops the actors."""
+        async with anyio.create_task_group() as reloads:
+            self._reload_tg = reloads
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def _watch_signals(self, *, task_status: Started = anyio.TASK_STATUS_IGNORED) -> None:
         if sys.platform == "win32":  # pragma: no cover - Windows stops via the service
+            task_status.started()
             return
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if signum == signal.SIGHUP:
-                    # In its own task, through the same guarded path as ctl reload: this
-                    # loop keeps reading signals (SIGTERM) while a reload runs.
-                    self.log.info("signal_received", signal=name)
-                    self._tg.start_soon(self._reload_on_signal)
-                    continue
-                if self.stop_requested.is_set():
-                    self.log.warning("forced_exit", signal=name)
-                    os._exit(1)
-                self.log.info("signal_received", signal=name)
-                self.request_stop(name)
+        try:
+            with anyio.open_signal_receiver(
+                signal.SIGTERM, signal.SIGINT, signal.SIGHUP
+            ) as signals:
+                # Listening now; a stop signal that came before (imports, start-up) was
+                # recorded by stopsignals and is acted on here, before start-up begins.
+                early = stopsignals.take_pending()
+                if early is not None:
+                    self._on_stop_signal(early)
+                task_status.started()
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        self.log.info("signal_received", signal="SIGHUP", state=self.state)
+                        if self._reload_tg is None or self.state != "running":
+                            self.log.warning("reload_ignored", reason=f"daemon is {self.state}")
+                        else:
+                            self._reload_tg.start_soon(self._reload_from_signal)
+                        continue
+                    self._on_stop_signal(signum)
+        finally:
+            # The receiver restored the default actions (SIGTERM kills, SIGINT raises):
+            # record again, so a late signal cannot turn a clean exit into a failure
+            # (only where `forexd run` installed them: an in-process test keeps its own).
+            stopsignals.reinstall()
+
+    def _on_stop_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_requested.is_set():
+            self.log.warning("forced_exit", signal=name)
+            os._exit(1)
+        self.log.info("signal_received", signal=name, state=self.state)
+        self.request_stop(name)
+
+    async def _reload_from_signal(self) -> None:
+        """SIGHUP: reload in its own task, so stop signals are seen meanwhile.
+
+        A failure is already logged and counted by :meth:`reload`; a reload bug must not
+        take a trading daemon down.
+        """
+        with contextlib.suppress(Exception):
+            await self.reload("SIGHUP")
 
     async def _sample_threads(self) -> None:
         while True:
-            self.threads.sample()
+            await anyio.to_thread.run_sync(self.threads.sample)  # reads /proc: off the loop
             await anyio.sleep(THREAD_SAMPLE_S)
 
     # -- shutdown ---------------------------------------------------------------------
 
     async def _shutdown(self, tg: TaskGroup) -> None:
+        """Stop in dependency order (see the module note); works after a partial start-up."""
+        was = self.state
         self.state = "stopping"
         self.notifier.stopping(f"stopping: {self.stop_reason}")
-        self.log.info("stopping", reason=self.stop_reason)
+        self.log.info("stopping", reason=self.stop_reason, during=was)
         with anyio.move_on_after(self.settings.shutdown_timeout_s, shield=True) as scope:
+            # 1. Producers of writes: actors (and their training tasks), then the feed
+            #    and the risk persister. Each is waited for, not just cancelled.
+            await self._reloads_svc.stop()
             for actor in self.actors.values():
                 actor.accepting_orders = False
-            self._actor_tg_scope.cancel()
-            if self._actors_exited is not None:
-                # Each actor writes its own progress as it stops; wait for that before
-                # the writer closes.
-                await self._actors_exited.wait()
-            await self.writer.close()
+            await self._actors_svc.stop()
+            await self._feed_svc.stop()
+            await self._persist_svc.stop()
+            if self._writer_svc.launched and not self._writer_svc.done.is_set():
+                for actor in self.actors.values():
+                    actor._write_progress()
+                # 2. Final flush, 3. the risk state (after the fills it counted are on
+                # disk), 4. close the writer and wait for its connection to close.
+                await self.writer.flush()
+                if self.risk.gate is not None:
+                    await self.risk.persist()
+                await self.writer.close()
+                await self._writer_svc.done.wait()
+            elif self.risk.gate is not None:
+                await anyio.to_thread.run_sync(self.risk.persist_now)
             if self._api is not None:
                 await self._api.aclose()
-            if self.risk.gate is not None:
-                await anyio.to_thread.run_sync(self.risk.persist_now)
         if scope.cancelled_caught:
             self.log.error("shutdown_timeout", timeout_s=self.settings.shutdown_timeout_s)
         tg.cancel_scope.cancel()
@@ -468,11 +607,6 @@ class Daemon:
                 raise
             finally:
                 self.notifier.ready(f"trading {len(self.actors)} symbol(s)")
-
-    async def _reload_on_signal(self) -> None:
-        """SIGHUP: reload; a failure is already logged and counted, the daemon carries on."""
-        with contextlib.suppress(Exception):
-            await self.reload("SIGHUP")
 
     # -- observation ------------------------------------------------------------------
 

@@ -219,8 +219,7 @@ class ModelTrainer:
         outcome |= {
             "finished_at": ns_to_iso(now_ns()),
             "duration_s": round(time.perf_counter() - started, 3),
-            "rss_before_cleanup_mb": round(report.rss_before_mb, 1),
-            "rss_after_cleanup_mb": round(report.rss_after_mb, 1),
+            **report.log_fields(),  # hooks run/skipped/failed, RSS before/after
         }
         self._last_cycle = outcome
         log.info("training_cycle_finished", **{k: v for k, v in outcome.items() if k != "cycle_id"})

@@ -56,6 +56,8 @@ class MlStrategy:
     def __init__(self, params: MlParams) -> None:
         self.params = params
         self._live: LiveChampion | None = None
+        # (bar ts, champion, probabilities) from predict_next, computed off the loop.
+        self._prepared: tuple[int, LiveChampion, FloatArray] | None = None
         self._log: Any = structlog.get_logger().bind(component="strategy", strategy="ml")
         self.decide_errors = 0
         self.last_decide_error: str | None = None
@@ -92,8 +94,12 @@ class MlStrategy:
         need = live.champion.history_bars
         if len(history) < need:
             return None
+        prepared, self._prepared = self._prepared, None
         try:
-            proba = self._proba(live, history, need)
+            if prepared is not None and prepared[0] == history.times(1)[0] and prepared[1] is live:
+                proba = prepared[2]  # predicted off the loop for this very bar and champion
+            else:
+                proba = self._proba(live, history, need)
         except ForexdError as exc:  # bad bars or a model that cannot predict: no trade
             self.decide_errors += 1
             self.last_decide_error = f"decide: {exc}"
@@ -102,8 +108,29 @@ class MlStrategy:
             return None
         return self._target(float(proba[live.up]), float(proba[live.down]), position_units)
 
+    @property
+    def predicts_off_loop(self) -> bool:
+        """True when the champion has no microsecond fast path (forests, boosting, torch)."""
+        live = self._live
+        return live is not None and live.fast is None
+
+    def predict_next(self, history: Any) -> None:
+        """Worker thread: predict for ``history`` (a snapshot ending with the next bar).
+
+        ``decide`` uses the result if it is for the same bar and champion; see
+        :mod:`forexd.actors.inference`. Errors are left for ``decide`` to report.
+        """
+        live = self._live
+        if live is None or len(history) < live.champion.history_bars:
+            return
+        try:
+            proba = self._proba(live, history, live.champion.history_bars)
+        except ForexdError:
+            return
+        self._prepared = (int(history.last_ts), live, proba)
+
     @staticmethod
-    def _proba(live: LiveChampion, history: BarHistory, need: int) -> FloatArray:
+    def _proba(live: LiveChampion, history: Any, need: int) -> FloatArray:
         from forexd.features.core import compute_features, compute_features_last
 
         model, spec = live.champion.model, live.champion.features
