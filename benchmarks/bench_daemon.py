@@ -6,13 +6,14 @@ Prints, for the machine it runs on:
 - daemon start to ready (subprocess, median of 5), and whether torch got imported;
 - ``ctl status`` round trip p50/p99 over 200 requests; idle RSS and OS threads.
 
-Usage: python benchmarks/bench_daemon.py [--quick] [--json]
+Usage: python benchmarks/bench_daemon.py [--quick] [--json] [--only FIGURE ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -160,17 +161,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="one month of M1 instead of a year")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=("replay_1_symbol", "replay_6_symbols", "latency", "start_to_ready", "ctl_status"),
+        action="append",
+        help="run only these figures (repeatable); default: all",
+    )
     args = parser.parse_args()
     configure_logging("error", "json")
     end = "2017-02-01" if args.quick else None
-    results = {
-        "machine": machine(),
-        "replay_1_symbol": replay_throughput(HISTDATA_SYMBOLS[:1], end),
-        "replay_6_symbols": replay_throughput(HISTDATA_SYMBOLS, end),
-        "bar_to_order_latency_paced": paced_latency(1000.0, "2017-10-01"),
-        "start_to_ready": start_to_ready(5),
-        "ctl_status": ctl_round_trip(200),
+    figures = {
+        "replay_1_symbol": lambda: replay_throughput(HISTDATA_SYMBOLS[:1], end),
+        "replay_6_symbols": lambda: replay_throughput(HISTDATA_SYMBOLS, end),
+        "latency": lambda: paced_latency(1000.0, "2017-10-01"),
+        "start_to_ready": lambda: start_to_ready(5),
+        "ctl_status": lambda: ctl_round_trip(200),
     }
+    results: dict[str, Any] = {"machine": machine(), "load_average_at_start": os.getloadavg()}
+    for name, figure in figures.items():
+        if not args.only or name in args.only:
+            results[name] = figure()
+    results["load_average_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=2))
 
 

@@ -519,3 +519,48 @@ def test_bundled_sample_rows_are_the_lean_rows_unchanged(shared_fx_dir: Path) ->
     with gzip.open(loaders.bundled_sample_path(), "rt") as fh:
         bundled = fh.read().splitlines()
     assert source == bundled
+
+
+def _read_both(monkeypatch: pytest.MonkeyPatch, path: Path, **kw: str) -> tuple[object, object]:
+    """The file read by the pyarrow fast path and by the pandas path."""
+    fast = read_candles(path, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(loaders, "read_fixed", lambda *_: None)
+    slow = read_candles(path, **kw)  # type: ignore[arg-type]
+    monkeypatch.undo()
+    return fast, slow
+
+
+@pytest.mark.needs_shared
+@pytest.mark.parametrize(
+    ("relative", "side"),
+    [
+        ("histdata_m1_2017/DAT_ASCII_EURUSD_M1_2017.csv.gz", "bid"),
+        ("histdata_m1_2017/DAT_ASCII_USDJPY_M1_2017.csv.gz", "bid"),
+        ("lean_oanda/hour/eurusd.csv.gz", "mid"),
+    ],
+)
+def test_fast_reader_gives_the_pandas_readers_frame_bit_for_bit(
+    shared_fx_dir: Path, monkeypatch: pytest.MonkeyPatch, relative: str, side: str
+) -> None:
+    """pyarrow and pandas read the same real file to identical columns and report."""
+    fast, slow = _read_both(monkeypatch, shared_fx_dir / relative, side=side)
+    assert slow.report == fast.report  # type: ignore[attr-defined]
+    pd.testing.assert_frame_equal(slow.frame, fast.frame, check_exact=True)  # type: ignore[attr-defined]
+
+
+def test_fast_reader_declines_a_file_it_cannot_read_cleanly(tmp_path: Path) -> None:
+    """A blank line, a bad number or an odd stamp sends the file to the pandas path."""
+    from forexd.feeds.candle_arrow import read_fixed
+    from forexd.feeds.candle_parse import HISTDATA
+
+    good = [hist("20170105", "170000"), hist("20170105", "170100")]
+    assert read_fixed(write(tmp_path, good, "ok.csv"), HISTDATA, False) is not None
+    for name, rows in {
+        "blank": [good[0], "", good[1]],
+        "word": [good[0], hist("20170105", "170100", o="x")],
+        "nan": [good[0], hist("20170105", "170100", o="nan")],
+        "stamp": [good[0], hist("20170105", "17010")],
+        "date": [good[0], hist("20170231", "170100")],
+        "fields": [good[0], good[1] + ";9"],
+    }.items():
+        assert read_fixed(write(tmp_path, rows, f"{name}.csv"), HISTDATA, False) is None, name

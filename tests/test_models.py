@@ -192,3 +192,29 @@ def test_torch_kind_without_torch_says_how_to_install(
     x, y = _train_rows(data)
     with pytest.raises(TorchUnavailableError, match=r"pip install 'forexd\[torch\]'"):
         fit_model(ModelSpec(kind="mlp"), x, y, n_jobs=1, seed=0)
+
+
+def test_scikit_learn_kinds_never_import_torch_whatever_the_device() -> None:
+    """Fitting every non-torch kind with device="auto" leaves torch unimported (no stall)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, numpy as np\n"
+        "from forexd.models.fit import fit_model\n"
+        "from forexd.models.spec import MODEL_KINDS, TORCH_KINDS, ModelSpec\n"
+        "x = np.random.default_rng(0).normal(size=(200, 3)); y = np.sign(x[:, 0])\n"
+        "for kind in sorted(set(MODEL_KINDS) - TORCH_KINDS):\n"
+        "    fit_model(ModelSpec(kind=kind), x, y, device='auto', n_jobs=1, seed=0)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "False" == done.stdout.strip().splitlines()[-1]
+
+
+def test_device_is_resolved_once_per_name() -> None:
+    """A second choose_device call answers from the first resolution."""
+    choose_device.cache_clear()
+    first = choose_device("auto")
+    assert first == choose_device("auto")
+    assert 1 == choose_device.cache_info().hits

@@ -485,6 +485,23 @@ def test_thread_caps_make_numpy_blas_report_one_thread() -> None:
     assert expected == out
 
 
+def test_thread_caps_make_openmp_workers_sleep_unless_the_user_chose() -> None:
+    """apply() sets OMP_WAIT_POLICY=PASSIVE for libraries loaded later, keeping a user's value."""
+    out = run_python(
+        """
+    import json, os
+    from forexd.daemon.threads import ThreadLimiter
+    os.environ.pop("OMP_WAIT_POLICY", None)
+    caps = ThreadLimiter().apply(1)
+    first = (os.environ["OMP_WAIT_POLICY"], caps.env["OMP_WAIT_POLICY"])
+    os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
+    again = ThreadLimiter().apply(1)
+    print(json.dumps([*first, os.environ["OMP_WAIT_POLICY"], again.env["OMP_WAIT_POLICY"]]))
+    """
+    )
+    assert ["PASSIVE", "PASSIVE", "ACTIVE", "ACTIVE"] == out
+
+
 def test_blas_loaded_after_the_caps_starts_capped() -> None:
     """A BLAS library first loaded after the caps reads them from the environment."""
     out = run_python(
@@ -643,7 +660,8 @@ def test_hardware_report_holds_every_figure_and_the_planned_caps() -> None:
     assert budget.to_dict() == report["budget"]
     expected_path = "/sys/fs/cgroup/cpu.max"
     assert expected_path == report["hardware"]["quota_path"]
-    assert dict.fromkeys(THREAD_ENV_VARS, "5") == report["thread_caps"]["env"]
+    caps_env = report["thread_caps"]["env"]
+    assert dict.fromkeys(THREAD_ENV_VARS, "5") == {k: caps_env[k] for k in THREAD_ENV_VARS}
     expected_torch = (5, 1)
     assert expected_torch == (
         report["thread_caps"]["torch_num_threads"],

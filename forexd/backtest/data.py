@@ -21,7 +21,6 @@ from forexd.domain.bars import BarArrays, FloatArray, IntArray
 from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import ConfigError, DataError
 from forexd.feeds.frames import clip_frame
-from forexd.storage.candles import read_store
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 TIMEFRAME_TOLERANCE = 0.1  # median spacing may differ from the nominal by 10% (gaps, DST)
@@ -255,6 +254,8 @@ def load_frames(request: BacktestRequest) -> tuple[dict[str, pd.DataFrame], tupl
             raise ConfigError("--from-store needs --symbol (one or more)")
         if request.timeframe is None:
             raise ConfigError("--from-store needs --timeframe (the store keeps several)")
+        from forexd.storage.candles import read_store  # sqlite + the writer: --from-store only
+
         frames = {s: read_store(request.db_path, s, request.timeframe) for s in symbols}
     else:
         template = request.data

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from forexd.backtest.grid import GridResult
 from forexd.backtest.metrics import Metrics
 from forexd.backtest.result import BacktestResult
 from forexd.domain import ns_to_iso
+
+if TYPE_CHECKING:
+    from forexd.backtest.grid import GridResult
 
 TOP_ROWS = 10  # sweep points shown
 

@@ -71,10 +71,13 @@ def held_positions(targets: IntArray) -> IntArray:
     held = np.zeros(n, np.int64)
     if n < 2:
         return held
-    is_set = targets != NO_CHANGE
-    last = np.maximum.accumulate(np.where(is_set, np.arange(n), -1))
-    wanted = np.where(last >= 0, targets[np.maximum(last, 0)], 0)
-    held[1:] = wanted[:-1]
+    slot = np.arange(n)
+    slot[targets == NO_CHANGE] = -1
+    last = np.maximum.accumulate(slot)  # the last bar that set a target (-1: none yet)
+    padded = np.empty(n + 1, np.int64)  # 0 in front for "no target yet" (index -1)
+    padded[0] = 0
+    padded[1:] = targets
+    held[1:] = padded[last[:-1] + 1]
     return held
 
 

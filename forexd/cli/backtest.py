@@ -22,19 +22,23 @@ def configure(name: str, p: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace, out: Output) -> int:
     """Run one backtest or a sweep; print the summary (or JSON) and write the report."""
-    from forexd.backtest import render_summary, run_backtest, run_grid, write_report
+    # Each import where it is needed: a single run does not load the sweep pool, the
+    # hardware probe or the report writer (whole-process time is mostly imports).
+    from forexd.backtest.summary import render_summary
     from forexd.cli.backtest_args import request_from_args
     from forexd.config import load_settings
-    from forexd.daemon.budget import budget_from_config
-    from forexd.daemon.hardware import detect_hardware
     from forexd.daemon.paths import resolve_paths
-    from forexd.daemon.threads import ThreadLimiter
 
     settings = load_settings(args.config, data_dir=args.data_dir)
     request = request_from_args(args, db_path=resolve_paths(settings).db)
     what = f"{request.grid_size} backtests" if request.grid else "backtest"
     with Spinner(out, f"running {what}…") as spinner:
         if request.grid:
+            from forexd.backtest.grid import run_grid
+            from forexd.daemon.budget import budget_from_config
+            from forexd.daemon.hardware import detect_hardware
+            from forexd.daemon.threads import ThreadLimiter
+
             budget = budget_from_config(settings.compute, detect_hardware(), 1)
             ThreadLimiter().apply(budget.blas_threads)
             from forexd.daemon.backends import make_executor  # [compute] backend / --ray
@@ -45,13 +49,21 @@ def handle(args: argparse.Namespace, out: Output) -> int:
             finally:
                 executor.close()
         else:
+            from forexd.backtest.runner import run_backtest
+
             result = run_backtest(request)
         if args.report:
             spinner.update(f"writing {args.report}…")
-        written = write_report(result, args.report, args.png_dir) if args.report else []
-    data = result.to_dict(trades=not request.grid)
-    if written:
-        data["written"] = [str(p) for p in written]
+        written = []
+        if args.report:
+            from forexd.backtest.report import write_report
+
+            written = write_report(result, args.report, args.png_dir)
+    data: dict[str, Any] = {}
+    if out.as_json:  # the trade records cost ~0.5 s for a year of M1; people see a summary
+        data = result.to_dict(trades=not request.grid)
+        if written:
+            data["written"] = [str(p) for p in written]
 
     def draw(console: Any) -> None:
         console.print(render_summary(result))

@@ -81,12 +81,11 @@ def configure(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def _paths(args: argparse.Namespace) -> Any:
-    from forexd.config import load_settings
-    from forexd.daemon.paths import resolve_paths
+    # Not load_settings: pydantic and numpy would be most of a ctl command's time, and
+    # only the location keys matter here (see forexd.daemon.ctlclient).
+    from forexd.daemon.ctlclient import locate
 
-    return resolve_paths(
-        load_settings(args.config, data_dir=args.data_dir, runtime_dir=args.runtime_dir)
-    )
+    return locate(args.config, args.data_dir, args.runtime_dir)
 
 
 def ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -113,7 +112,7 @@ def ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 def handle_request(args: argparse.Namespace, out: Output) -> int:
     """Send one request and print the answer (see :mod:`forexd.cli.ctl_render`)."""
     from forexd.cli import ctl_render
-    from forexd.daemon.control import request
+    from forexd.daemon.ctlclient import request
 
     paths = _paths(args)
     cmd, payload = ctl_request(args)
@@ -124,7 +123,7 @@ def handle_request(args: argparse.Namespace, out: Output) -> int:
 def handle_risk(args: argparse.Namespace, out: Output) -> int:
     """``ctl risk`` (the report) or ``ctl risk resume [SYMBOL] --note TEXT``."""
     from forexd.cli import ctl_render
-    from forexd.daemon.control import request
+    from forexd.daemon.ctlclient import request
 
     if args.rest and (args.rest[0] != "resume" or len(args.rest) > 2):
         raise ConfigError(
@@ -155,7 +154,7 @@ def handle_logs(args: argparse.Namespace, out: Output) -> int:
     """Print the daemon's recent log lines; with ``--follow``, keep polling for new ones."""
     import time
 
-    from forexd.daemon.control import request
+    from forexd.daemon.ctlclient import request
 
     paths = _paths(args)
     payload = {"symbol": args.symbol.upper()} if args.symbol else {}

@@ -34,17 +34,18 @@ import anyio
 from anyio.abc import ByteStream, Listener, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+# The client lives in ctlclient (light imports for `forexd ctl`); re-exported here.
+from forexd.daemon.ctlclient import CLIENT_TIMEOUT_S, PROTOCOL_VERSION, request
 from forexd.daemon.logsetup import get_logger
 from forexd.daemon.paths import DaemonPaths
-from forexd.daemon.tokenfile import read_token, tokens_match, write_token
-from forexd.errors import ControlError, DaemonNotRunningError
+from forexd.daemon.tokenfile import tokens_match, write_token
 
-PROTOCOL_VERSION = 1
+__all__ = ["CLIENT_TIMEOUT_S", "MAX_REQUEST_BYTES", "PROTOCOL_VERSION", "ControlServer", "request"]
+
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_DEPTH = 32  # nesting of arrays/objects; real requests use 3
 MAX_TOKEN_LINE_BYTES = 256
 REQUEST_TIMEOUT_S = 5.0  # a client has this long to send a whole line
-CLIENT_TIMEOUT_S = 10.0
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -303,65 +304,3 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
-
-
-def request(
-    paths: DaemonPaths,
-    cmd: str,
-    args: dict[str, Any] | None = None,
-    timeout_s: float = CLIENT_TIMEOUT_S,
-) -> Any:
-    """Send one request to the daemon and return its result (synchronous client).
-
-    Raises:
-        DaemonNotRunningError: nothing is listening for this data directory.
-        ControlError: the daemon answered with an error.
-    """
-    payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": 1, "cmd": cmd, "args": args or {}}
-    sock, preamble = _connect(paths, timeout_s)
-    with sock:
-        sock.sendall(preamble + json.dumps(payload).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                raise ControlError(f"daemon did not answer {cmd!r} within {timeout_s} s") from None
-            if not chunk:
-                break
-            data += chunk
-    try:
-        resp = json.loads(data)
-    except ValueError:
-        raise ControlError(f"daemon sent an unreadable answer to {cmd!r}") from None
-    if not resp.get("ok"):
-        err = resp.get("error", {})
-        raise ControlError(f"{cmd}: {err.get('message', 'failed')} ({err.get('code', '?')})")
-    return resp.get("result")
-
-
-def _connect(paths: DaemonPaths, timeout_s: float) -> tuple[socket.socket, bytes]:
-    """A connected socket and what must precede the request (the TCP token line)."""
-    where = paths.tcp_endpoint if paths.tcp_endpoint.exists() else paths.socket
-    not_running = DaemonNotRunningError(
-        f"no forexd is running for data directory {paths.data_dir} (looked for {where}); "
-        "start it with `forexd run`, or pass the --data-dir / --config it was started with"
-    )
-    if paths.tcp_endpoint.exists():
-        try:
-            host, port = paths.tcp_endpoint.read_text().split()
-            token = read_token(paths.token)
-            sock = socket.create_connection((host, int(port)), timeout=timeout_s)
-            return sock, token.encode("utf-8") + b"\n"
-        except (OSError, ValueError):
-            raise not_running from None
-    if not hasattr(socket, "AF_UNIX") or not paths.socket.exists():
-        raise not_running
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout_s)
-    try:
-        sock.connect(str(paths.socket))
-    except OSError:
-        sock.close()
-        raise not_running from None
-    return sock, b""

@@ -19,11 +19,14 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
-from forexd.config import Settings
 from forexd.errors import ConfigError
+
+if TYPE_CHECKING:  # ctl resolves paths without loading pydantic (forexd.daemon.ctlclient)
+    from forexd.config import Settings
 
 UNIX_SOCKET_PATH_MAX = 104  # macOS limit (Linux allows 108); be conservative
 PRIVATE_UMASK = 0o077
@@ -98,8 +101,17 @@ def resolve_paths(settings: Settings) -> DaemonPaths:
     Raises:
         ConfigError: the socket path would be too long for a Unix socket.
     """
-    data_dir = (settings.data_dir or default_data_dir()).expanduser().absolute()
-    runtime_dir = (settings.runtime_dir or data_dir / "run").expanduser().absolute()
+    return paths_from(settings.data_dir, settings.runtime_dir)
+
+
+def paths_from(data_dir: Path | None, runtime_dir: Path | None) -> DaemonPaths:
+    """:func:`resolve_paths` from the two location settings themselves.
+
+    Raises:
+        ConfigError: the socket path would be too long for a Unix socket.
+    """
+    data_dir = (data_dir or default_data_dir()).expanduser().absolute()
+    runtime_dir = (runtime_dir or data_dir / "run").expanduser().absolute()
     paths = DaemonPaths(data_dir, runtime_dir)
     if sys.platform != "win32" and len(str(paths.socket).encode()) >= UNIX_SOCKET_PATH_MAX:
         raise ConfigError(

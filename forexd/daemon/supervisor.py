@@ -19,8 +19,9 @@ cancels the start-up (blocking start-up steps run in worker threads, so they do 
 the signal back) and goes straight to the shutdown above. A second SIGINT/SIGTERM forces
 an immediate exit.
 
-Over ~400 lines: start-up, supervision, shutdown and reload entry are one object's life
-cycle, read top-down; the restart policy and the stop signals already live apart.
+Why it is over 400 lines: start-up, supervision, shutdown and the reload entry are one
+object's life cycle, read top-down; the restart policy, the stop signals, the OANDA broker
+link and the actors' parts already live in modules of their own.
 """
 
 from __future__ import annotations

@@ -73,9 +73,18 @@ class ThreadCaps:
         }
 
 
+OMP_WAIT_POLICY = "PASSIVE"
+"""OpenMP workers that finish a parallel region sleep instead of spinning (libgomp spins
+for up to ~0.3 s by default), so an idle training pool does not take CPU from the event
+loop. Read by the OpenMP runtime when it loads — scikit-learn's and torch's load lazily,
+after :meth:`ThreadLimiter.apply` — and by child processes. A value the user set wins."""
+
+
 def thread_env(blas_threads: int) -> dict[str, str]:
     """The environment variables :meth:`ThreadLimiter.apply` sets, for child processes."""
-    return dict.fromkeys(THREAD_ENV_VARS, str(blas_threads))
+    env = dict.fromkeys(THREAD_ENV_VARS, str(blas_threads))
+    env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
+    return env
 
 
 def library_summary(info: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:

@@ -19,32 +19,42 @@ from forexd.domain import Bar, Instrument
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+APPEND_BATCH_BARS = 128  # bars appended before the columns are written (see BarHistory)
+
 
 class BarHistory:
     """The most recent ``capacity`` bars of one symbol as contiguous numpy arrays.
 
     The arrays are twice the capacity long and filled left to right; when the end is
-    reached the last ``capacity - 1`` values are moved to the front (amortised O(1)). So
-    the last ``n`` values are always one contiguous slice — reading never copies — and an
-    append is one scalar write per column (a ring written twice would be two).
-    ``points`` holds closes as integers (``round(close * 10**precision)``) so that sums and
-    comparisons are exact and identical in the live and vectorised paths.
+    reached the last values are moved to the front (amortised O(1)). So the last ``n``
+    values are always one contiguous slice — reading never copies.
+
+    Appends are batched: :meth:`append` keeps the bar in a short Python list and the
+    columns are written a batch at a time (one slice assignment per column) when the list
+    is full or before any column is read. Six numpy scalar writes per bar cost ~2.6 µs an
+    append; batched, an append costs ~1.0 µs (measured, issue 15). Readers never see the
+    difference.
+    ``points`` holds closes as integers (``round(close * 10**precision)``; ``np.rint``
+    rounds the same double the same way, half to even) so that sums and comparisons are
+    exact and identical in the live and vectorised paths. ``total`` counts every bar ever
+    appended, so an incremental indicator can tell whether it has seen all of them.
     """
 
     __slots__ = (
         "_cap",
         "_close",
-        "_cols",
         "_end",
         "_high",
         "_low",
         "_n",
         "_open",
+        "_pending",
         "_points",
         "_scale",
         "_ts",
         "instrument",
         "last",
+        "total",
     )
 
     def __init__(self, instrument: Instrument, capacity: int) -> None:
@@ -59,29 +69,43 @@ class BarHistory:
         self._close = np.zeros(2 * capacity)
         self._points = np.zeros(2 * capacity, dtype=np.int64)
         self._ts = np.zeros(2 * capacity, dtype=np.int64)
-        self._cols = (self._open, self._high, self._low, self._close, self._points, self._ts)
         self._end = 0
         self._n = 0
+        self._pending: list[Bar] = []
         self.last: Bar | None = None
+        self.total = 0
 
     def append(self, bar: Bar) -> None:
         """Add the newest bar (bars must arrive in time order)."""
-        end = self._end
-        if end == 2 * self._cap:
-            keep = self._cap - 1
-            for col in self._cols:
-                col[:keep] = col[end - keep : end]
-            end = keep
-        self._open[end] = bar.open
-        self._high[end] = bar.high
-        self._low[end] = bar.low
-        self._close[end] = bar.close
-        self._points[end] = round(bar.close * self._scale)
-        self._ts[end] = bar.ts
-        self._end = end + 1
+        pending = self._pending
+        pending.append(bar)
+        self.last = bar
+        self.total += 1
         if self._n < self._cap:
             self._n += 1
-        self.last = bar
+        if len(pending) >= APPEND_BATCH_BARS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the pending bars into the columns (only the last ``capacity`` matter)."""
+        end, cap = self._end, self._cap
+        bars = self._pending if len(self._pending) <= cap else self._pending[-cap:]
+        k = len(bars)
+        if end + k > 2 * cap:
+            keep = cap - k  # >= 0: at most ``capacity`` bars are written
+            if keep > 0:
+                for col in (self._open, self._high, self._low, self._close, self._points, self._ts):
+                    col[:keep] = col[end - keep : end]
+            end = keep
+        stop = end + k
+        self._open[end:stop] = [b.open for b in bars]
+        self._high[end:stop] = [b.high for b in bars]
+        self._low[end:stop] = [b.low for b in bars]
+        self._close[end:stop] = [b.close for b in bars]
+        self._points[end:stop] = np.rint(self._close[end:stop] * self._scale)
+        self._ts[end:stop] = [b.ts for b in bars]
+        self._end = stop
+        self._pending.clear()
 
     def __len__(self) -> int:
         return self._n
@@ -92,6 +116,8 @@ class BarHistory:
         return self._cap
 
     def _window(self, arr: npt.NDArray[Any], n: int | None) -> npt.NDArray[Any]:
+        if self._pending:
+            self._flush()
         n = self._n if n is None else min(n, self._n)
         return arr[self._end - n : self._end]
 

@@ -1,6 +1,7 @@
 """Reading candle files into raw columns: format specs, sniffing, times and time zones.
 
-Speed: pandas' C parser reads the table; times are never parsed row by row. The
+Speed: pandas' C parser reads the table; times are never parsed row by row
+(:mod:`forexd.feeds.candle_times`). The
 fixed-width stamps of HistData (``20170102 020000``) and Lean (``20170102 23:00``) are
 cut into digits with numpy on the raw bytes, which is ~50x faster than
 ``pd.to_datetime(format=...)`` on 371k rows (measured: 0.02 s against 0.9 s).
@@ -39,8 +40,8 @@ from numpy.typing import NDArray
 from forexd.domain import NS_PER_S
 from forexd.errors import ConfigError, DataError
 from forexd.feeds.candle_checks import I64, row_error
+from forexd.feeds.candle_times import DAY_NS
 
-DAY_NS = 86_400 * NS_PER_S
 HEAD_BYTES = 64 * 1024  # enough to hold the first line of any candle file
 UTC_NAMES = frozenset({"UTC", "ETC/UTC", "Z", "GMT", "ETC/GMT", "ZULU"})
 EPOCH_S_MAX = 1e11  # larger "epoch seconds" are year 5138+: almost surely milliseconds
@@ -235,47 +236,6 @@ def resolve_zone(tz: str) -> ZoneInfo | None:
         raise ConfigError(
             f"unknown time zone {tz!r}; use an IANA name such as America/New_York or UTC"
         ) from None
-
-
-def parse_fixed_times(values: NDArray[np.object_], layout: str) -> tuple[I64, NDArray[np.bool_]]:
-    """Parse fixed-width stamps such as ``20170102 020000`` into wall-clock epoch ns.
-
-    Args:
-        values: the time strings (NaN where a field was empty).
-        layout: one character per byte: ``Y M D h m s`` are digits, anything else must
-            match literally.
-
-    Returns:
-        The wall-clock times as if UTC, and a mask of the values that parsed (a valid
-        calendar date and time of day, exactly ``len(layout)`` ASCII characters).
-    """
-    width = len(layout) + 1  # one spare byte shows up values that are too long
-    try:
-        raw = values.astype(f"S{width}")
-    except UnicodeEncodeError:
-        ascii_only = [v if isinstance(v, str) and v.isascii() else "" for v in values.tolist()]
-        raw = np.array(ascii_only, dtype=object).astype(f"S{width}")
-    grid = raw.view(np.uint8).reshape(len(values), width)
-    ok = grid[:, -1] == 0
-    parts = {ch: np.zeros(len(values), dtype=np.int64) for ch in "YMDhms"}
-    for pos, ch in enumerate(layout):
-        if ch in parts:
-            digit = grid[:, pos].astype(np.int64) - ord("0")
-            ok &= (digit >= 0) & (digit <= 9)
-            parts[ch] = parts[ch] * 10 + digit
-        else:
-            ok &= grid[:, pos] == ord(ch)
-    year, month, day = parts["Y"], parts["M"], parts["D"]
-    ok &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
-    ok &= (parts["h"] < 24) & (parts["m"] < 60) & (parts["s"] < 60)
-    months = np.where(ok, (year - 1970) * 12 + month - 1, 0)
-    days = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
-    days = days + np.where(ok, day - 1, 0)
-    # 31 Feb rolls into March: the month of the computed day shows it.
-    ok &= days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) == months
-    seconds = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
-    wall = np.where(ok, days * DAY_NS + seconds * NS_PER_S, 0)
-    return wall.astype(np.int64), ok
 
 
 def parse_csv_times(path: Path, values: NDArray[np.object_], lines: I64, tz: str) -> I64:

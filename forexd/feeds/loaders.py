@@ -10,6 +10,9 @@ increasing ``ts``. Three file formats are read (plain or gzip, detected by conte
   ``side`` picks bid, ask or their mid;
 * ``csv``: a header ``time,open,high,low,close[,volume]``, ISO 8601 or epoch-second times.
 
+Clean histdata and oanda-lean files are read by pyarrow (:mod:`forexd.feeds.candle_arrow`);
+any other file, or one with a problem, by pandas' C parser, which names the bad line.
+
 Every problem in a file is a :class:`~forexd.errors.DataError` naming the file, the
 first offending lines and what to do; nothing is dropped or patched silently.
 """
@@ -32,6 +35,8 @@ from forexd.domain import NS_PER_S, Bar
 from forexd.errors import ConfigError, DataError
 from forexd.feeds import candle_checks as checks
 from forexd.feeds import candle_parse as parse
+from forexd.feeds.candle_arrow import read_fixed
+from forexd.feeds.candle_times import parse_fixed_times
 
 CandleFormat = Literal["auto", "histdata", "oanda-lean", "csv"]
 Side = Literal["bid", "ask", "mid"]
@@ -106,11 +111,16 @@ def read_candles(
         )
     zone = tz if tz is not None else spec.tz
     parse.resolve_zone(zone)  # a bad name fails before the file is read
-    columns = parse.csv_header(path, first_line) if spec.header else spec.columns
-    table, lines, blank = parse.read_table(path, spec, gz, len(columns))
-    table.columns = pd.Index(columns)
-    values = checks.to_float_columns(path, table, columns[1:], lines)
-    ts = _times(path, spec, table["time"].to_numpy(dtype=object), lines, zone)
+    clean = read_fixed(path, spec, gz)  # fast path; None: let the pandas path explain
+    if clean is not None:
+        values, lines, blank = clean.values, clean.lines, 0
+        ts = parse.localize(clean.wall, zone)
+    else:
+        columns = parse.csv_header(path, first_line) if spec.header else spec.columns
+        table, lines, blank = parse.read_table(path, spec, gz, len(columns))
+        table.columns = pd.Index(columns)
+        values = checks.to_float_columns(path, table, columns[1:], lines)
+        ts = _times(path, spec, table["time"].to_numpy(dtype=object), lines, zone)
     for p in spec.price_sets:
         ohlc = (values[f"{p}open"], values[f"{p}high"], values[f"{p}low"], values[f"{p}close"])
         checks.check_ohlc(path, p, ohlc, lines)
@@ -244,7 +254,7 @@ def _times(
 ) -> checks.I64:
     if spec.time_layout is None:
         return parse.parse_csv_times(path, raw, lines, tz)
-    wall, ok = parse.parse_fixed_times(raw, spec.time_layout)
+    wall, ok = parse_fixed_times(raw, spec.time_layout)
     if not ok.all():
         raise checks.row_error(
             path,

@@ -2,15 +2,22 @@
 
 ``torch.cuda.is_available()`` asks the driver without creating a CUDA context, so calling
 this before the runtime decides to spawn worker processes does not make ``fork`` unsafe.
+
+Resolution happens once per name and process (cached): the answer cannot change while the
+process lives, and asking again would cost a driver query per training cycle. Only torch
+model kinds call this (``ModelSpec.uses_torch``), so gradient boosting and the other
+scikit-learn kinds never import torch, whatever ``device`` says.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 from forexd.models.errors import ModelError
 
 
+@functools.cache  # errors are raised, not cached: a bad name fails every time
 def choose_device(preferred: str = "auto") -> str:
     """Resolve a device name for torch models.
 
