@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,8 @@ def test_ctl_jobs_train_and_cancel_are_drawn_for_people() -> None:
     table = _drawn("jobs", {"jobs": jobs.list()})
     row = next(line for line in table.splitlines() if queued.id in line)
     assert "EURUSD" in row and "running" in row and "25%" in row and "local@" in row
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime(running.started_at or 0))
+    assert started[:10] in row  # the start time, in UTC
     assert any(failed.id in line and "cancelled" in line for line in table.splitlines())
     assert "no training jobs yet" in _drawn("jobs", {"jobs": []})
     said = _drawn("train", {"job": queued.to_dict()})

@@ -219,9 +219,13 @@ def print_jobs(jobs: list[dict[str, Any]], console: Any) -> None:
 
 
 def _epoch(ts: float | None) -> str:
+    """Epoch seconds as UTC, stdlib only (ctl stays light: no numpy through forexd.domain)."""
+    import datetime as dt
+
     if ts is None:
         return "-"
-    return compact_time(_iso(int(ts * 1_000_000_000)))
+    when = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return compact_time(when.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def risk_report(report: dict[str, Any]) -> Render:
