@@ -52,7 +52,8 @@ def no_blocking_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
             function.can_block_in("linecache.py", {"updatecache", "checkcache"})
             function.can_block_in("structlog/dev.py", "__call__")
             # Once at start-up, on the loop thread by design (OpenMP caps are per thread).
-            function.can_block_in("forexd/daemon/resources.py", "apply_thread_caps")
+            # (daemon/resources.py was split: the caps are ThreadLimiter.apply in threads.py)
+            function.can_block_in("forexd/daemon/threads.py", "apply")
         yield
 
 

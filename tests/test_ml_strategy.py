@@ -69,15 +69,16 @@ def _trainer(ctx: TrainContext, strategy: MlStrategy) -> ModelTrainer:
     return ModelTrainer(ctx, "EURUSD", strategy.params, hand_over)
 
 
-def _restored(ctx: TrainContext, **overrides: Any) -> tuple[MlStrategy, ModelTrainer]:
+async def _restored(ctx: TrainContext, **overrides: Any) -> tuple[MlStrategy, ModelTrainer]:
     strategy = _strategy(**overrides)
     trainer = _trainer(ctx, strategy)
-    strategy.set_champion(trainer.restore())
+    # The registry read blocks: off the loop, as the actor does it.
+    strategy.set_champion(await anyio.to_thread.run_sync(trainer.restore))
     return strategy, trainer
 
 
 async def _trained(ctx: TrainContext, **overrides: Any) -> tuple[MlStrategy, ModelTrainer]:
-    strategy, trainer = _restored(ctx, **overrides)
+    strategy, trainer = await _restored(ctx, **overrides)
     await trainer.train_cycle(_history(strategy).times(), "test")
     return strategy, trainer
 
@@ -92,7 +93,7 @@ async def test_first_cycle_promotes_and_a_restart_restores_the_champion(
     champion = stats["champion"]
     assert "promoted" == stats["last_cycle"]["decision"]
     assert "idle" == stats["state"]
-    record = _registry(ctx).champion_for("EURUSD")
+    record = await anyio.to_thread.run_sync(_registry(ctx).champion_for, "EURUSD")
     assert record is not None and champion["model_id"] == record.model_id
     assert strategy.champion is not None and record.model_id == strategy.champion.model_id
     assert (ctx.paths.models / record.artifact).is_file()
@@ -100,7 +101,7 @@ async def test_first_cycle_promotes_and_a_restart_restores_the_champion(
     assert "gc" in stats["last_cycle"]["cleanup_hooks_run"]  # the cleanup report is kept
     assert {} == stats["last_cycle"]["cleanup_hooks_failed"]
 
-    again, again_trainer = _restored(ctx)
+    again, again_trainer = await _restored(ctx)
     assert champion["model_id"] == again_trainer.stats()["champion"]["model_id"]
     history = _history(again)
     assert strategy.decide(history, 0) == again.decide(history, 0)
@@ -108,7 +109,7 @@ async def test_first_cycle_promotes_and_a_restart_restores_the_champion(
 
 async def test_cycle_reports_queued_training_and_evaluating(ctx: TrainContext) -> None:
     """ctl status sees the cycle's phases in order, ending idle."""
-    strategy, trainer = _restored(ctx)
+    strategy, trainer = await _restored(ctx)
     seen: list[str] = []
     original = trainer._set_phase
 
@@ -135,7 +136,7 @@ async def test_cycle_reports_queued_training_and_evaluating(ctx: TrainContext) -
 
 async def test_no_champion_means_no_trade(ctx: TrainContext) -> None:
     """Before any model is trained, decide() keeps whatever position there is."""
-    strategy, trainer = _restored(ctx)
+    strategy, trainer = await _restored(ctx)
     assert strategy.decide(_history(strategy), 0) is None
     assert trainer.stats()["champion"] is None and strategy.champion is None
 
@@ -193,10 +194,10 @@ def test_a_gru_strategy_warms_up_over_its_window() -> None:
 
 async def test_schedule_waits_for_the_lookback_then_every_n_bars(ctx: TrainContext) -> None:
     """No champion: due once lookback bars are seen; with one: every retrain_every_bars."""
-    _, cold = _restored(ctx)
+    _, cold = await _restored(ctx)
     assert [False, True, False, True] == [cold.wants_training(n) for n in (599, 600, 650, 700)]
     _, warm = await _trained(ctx)
-    _, restarted = _restored(ctx)
+    _, restarted = await _restored(ctx)
     assert warm.stats()["champion"] is not None
     assert [False, False, True] == [restarted.wants_training(n) for n in (1500, 1599, 1600)]
 
@@ -261,7 +262,7 @@ async def test_timeout_records_an_error_and_keeps_the_champion(
     stats = trainer.stats()
     assert "timed out" in stats["last_error"]
     assert champion == stats["champion"]["model_id"]
-    record = _registry(ctx).champion_for("EURUSD")
+    record = await anyio.to_thread.run_sync(_registry(ctx).champion_for, "EURUSD")
     assert record is not None and champion == record.model_id
     assert timeouts + 1 == ctx.pool.stats().timed_out
     assert "idle" == stats["state"]
@@ -271,7 +272,7 @@ async def test_cancellation_propagates_and_abandons_the_worker(
     ctx: TrainContext, slow_training: threading.Event
 ) -> None:
     """Cancelling a cycle (shutdown) is not swallowed; the worker stops at its next check."""
-    strategy, trainer = _restored(ctx)
+    strategy, trainer = await _restored(ctx)
     async with anyio.create_task_group() as tg:
         tg.start_soon(trainer.train_cycle, _history(strategy).times(), "test")
         await anyio.to_thread.run_sync(slow_training.wait)
@@ -292,11 +293,11 @@ async def test_corrupt_champion_artifact_is_an_error_then_a_cycle_heals_it(
 ) -> None:
     """A damaged champion file: error on the status, no trading, next cycle trains anew."""
     _, first = await _trained(ctx)
-    record = _registry(ctx).champion_for("EURUSD")
+    record = await anyio.to_thread.run_sync(_registry(ctx).champion_for, "EURUSD")
     assert record is not None
     path = ctx.paths.models / record.artifact
     path.write_bytes(path.read_bytes()[:200])
-    strategy, restarted = _restored(ctx)
+    strategy, restarted = await _restored(ctx)
     stats = restarted.stats()
     assert stats["champion"] is None
     assert "corrupt" in stats["last_error"]
@@ -306,14 +307,15 @@ async def test_corrupt_champion_artifact_is_an_error_then_a_cycle_heals_it(
     healed = restarted.stats()["champion"]
     assert healed is not None and healed["model_id"] != first.stats()["champion"]["model_id"]
     assert strategy.champion is not None and healed["model_id"] == strategy.champion.model_id
-    assert "retired" == _registry(ctx).get(record.model_id).status
+    old = await anyio.to_thread.run_sync(_registry(ctx).get, record.model_id)
+    assert "retired" == old.status
 
 
 async def test_bar_times_given_to_a_cycle_do_not_change_while_it_waits_for_a_worker(
     ctx: TrainContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Bars appended to the ring buffer while the job waits do not alter the times it got."""
-    strategy, trainer = _restored(ctx)
+    strategy, trainer = await _restored(ctx)
     history = _history(strategy)
     expected = history.times().copy()
     seen: list[Any] = []

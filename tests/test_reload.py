@@ -51,7 +51,7 @@ async def test_sighup_reload_that_raises_anything_is_logged_and_the_daemon_keeps
         raise RuntimeError("boom in reload")
 
     monkeypatch.setattr(supervisor, "apply_reload", broken)
-    daemon = make_daemon(write_daemon_config(short_tmp, _sma(1000)))
+    daemon = await anyio.to_thread.run_sync(make_daemon, write_daemon_config(short_tmp, _sma(1000)))
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.run)
@@ -76,7 +76,7 @@ async def test_sigterm_during_a_slow_reload_stops_the_daemon(
         raise AssertionError("unreachable")
 
     monkeypatch.setattr(supervisor, "apply_reload", slow)
-    daemon = make_daemon(write_daemon_config(short_tmp, _sma(1000)))
+    daemon = await anyio.to_thread.run_sync(make_daemon, write_daemon_config(short_tmp, _sma(1000)))
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.run)
@@ -93,8 +93,8 @@ async def test_ml_symbol_keeps_trading_with_its_champion_and_retraining_after_re
     """After ctl reload changes an ml symbol's params it trades with its champion at the new
     size, and a retrain promotes into the strategy that now trades."""
     config = write_daemon_config(short_tmp, ML.format(units=1000))
-    daemon = make_daemon(config)
-    frame = bundled_frame()
+    daemon = await anyio.to_thread.run_sync(make_daemon, config)
+    frame = await anyio.to_thread.run_sync(bundled_frame)
     with anyio.fail_after(240):
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.run)
@@ -159,8 +159,8 @@ async def test_flatten_all_lists_a_parked_symbol_and_still_flattens_the_others(
     short_tmp: Path,
 ) -> None:
     """ctl flatten --yes over all symbols: the failed one is reported, the live one closed."""
-    daemon = make_daemon(write_daemon_config(short_tmp, TWO))
-    frame = bundled_frame()
+    daemon = await anyio.to_thread.run_sync(make_daemon, write_daemon_config(short_tmp, TWO))
+    frame = await anyio.to_thread.run_sync(bundled_frame)
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.run)

@@ -14,7 +14,10 @@ A changed strategy reaches its actor as a message (the actor owns its state); SI
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from forexd.config import Settings, load_settings
 from forexd.daemon.paths import resolve_paths
@@ -44,7 +47,9 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
         ConfigError: invalid file, or a change that needs a restart.
     """
     old = daemon.settings
-    new = load_settings(daemon.config_path, **daemon.overrides)
+    # Reading and parsing the file blocks: off the loop (trading goes on meanwhile).
+    read = functools.partial(load_settings, daemon.config_path, **daemon.overrides)
+    new = await anyio.to_thread.run_sync(read)
     if resolve_paths(new) != daemon.paths:
         raise ConfigError("reload cannot move the data or runtime directory; restart instead")
     blocked = _restart_only_changes(old, new)
