@@ -58,6 +58,19 @@ class ComputeConfig(_Section):
     executor: Literal["threads", "processes"] = Field(
         "threads", description="heavy jobs in worker threads, or spawned processes (GIL-bound)"
     )
+    # --- scale-out (issue 13; docs/scaling.md) ---
+    backend: Literal["local", "ray"] = Field(
+        "local", description="where training/search jobs run: this machine, or a Ray cluster"
+    )
+    ray_address: str = Field(
+        "auto", description="Ray cluster: 'auto', 'host:port' of the head, or 'local'"
+    )
+    ray_fallback: Literal["error", "local"] = Field(
+        "error", description="an unreachable cluster: exit 2, or warn and run locally"
+    )
+    task_timeout_s: float | None = Field(
+        None, gt=0, description="a training/search task running longer is cancelled"
+    )
 
 
 class OandaConfig(_Section):

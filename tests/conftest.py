@@ -52,6 +52,7 @@ def no_blocking_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
             function.can_block_in("linecache.py", {"updatecache", "checkcache"})
             function.can_block_in("structlog/dev.py", "__call__")
             # Once at start-up, on the loop thread by design (OpenMP caps are per thread).
+            # (daemon/resources.py was split: the caps are ThreadLimiter.apply in threads.py)
             function.can_block_in("forexd/daemon/threads.py", "apply")
         yield
 

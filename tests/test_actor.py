@@ -16,9 +16,9 @@ from forexd.actors.symbol import SymbolActor
 from forexd.brokers.ledger import CostModel
 from forexd.brokers.paper import PaperBroker
 from forexd.domain import Bar
+from forexd.domain.bars import BarHistory
 from forexd.errors import ControlRefusedError
 from forexd.storage.db import StorageWriter
-from forexd.strategies.base import BarHistory
 from forexd.strategies.sma_cross import SmaCross, SmaCrossParams
 from tests._inproc import ScriptedFeed, wait_until
 

@@ -27,8 +27,12 @@ print(json.dumps({{"code": code, "heavy": heavy}}))
 
 
 @pytest.mark.parametrize(
-    "action", [["status"], ["stop"], ["pause", "EURUSD"], ["risk"], ["logs"], ["version"]]
-)
+    "action",
+    [
+        ["status"], ["stop"], ["pause", "EURUSD"], ["risk"], ["logs"], ["version"], ["jobs"],
+        ["train", "EURUSD", "--lookback-candles", "1500"], ["cancel", "job-1"],
+    ],
+)  # fmt: skip
 def test_ctl_actions_import_neither_numpy_nor_pandas(tmp_path: Path, action: list[str]) -> None:
     """A fresh interpreter running a ctl action loads none of the heavy libraries."""
     done = subprocess.run(

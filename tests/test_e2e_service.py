@@ -208,11 +208,11 @@ refresh_s = 0.1
     for name in (
         "forexd_loop_lag_seconds_bucket",
         "forexd_os_threads",
-        "forexd_rss_bytes",
+        "process_resident_memory_bytes",
         'forexd_bars_total{symbol="EURUSD"}',
         'forexd_fills_total{symbol="EURUSD"}',
         'forexd_position_units{symbol="EURUSD"}',
-        "forexd_equity_usd",
+        "forexd_account_equity",
     ):
         assert name in body
     assert 0 == d.signal()

@@ -16,9 +16,9 @@ from forexd.actors.inference import HistorySnapshot, predict_ahead
 from forexd.daemon.trainer import ModelTrainer
 from forexd.daemon.training import TrainContext
 from forexd.domain import Bar
+from forexd.domain.bars import BarHistory
 from forexd.models.champion import LiveChampion
 from forexd.strategies import build_strategy
-from forexd.strategies.base import BarHistory
 from forexd.strategies.ml import MlStrategy
 from forexd.strategies.sma_cross import SmaCross
 from tests._fxdata import one_thread
@@ -56,16 +56,18 @@ def _bar(frame: pd.DataFrame, i: int) -> Bar:
 
 
 async def _forest(ctx: TrainContext, frame: pd.DataFrame) -> tuple[MlStrategy, BarHistory]:
+    """A strategy whose champion is a random forest trained by the runtime trainer."""
     strategy = build_strategy("ml", {**PARAMS, "model": RF})
     assert isinstance(strategy, MlStrategy)
 
-    async def hand_over(live: LiveChampion) -> None:
+    async def hand_over(live: LiveChampion) -> None:  # the actor does this live
         strategy.set_champion(live)
 
     trainer = ModelTrainer(ctx, "EURUSD", strategy.params, hand_over)
     strategy.set_champion(await anyio.to_thread.run_sync(trainer.restore))
     history = history_of(frame.iloc[:1500], strategy.warmup_bars + 8)
-    await trainer.train_cycle(history.times(), "test")
+    await trainer.train_cycle(history.times().copy(), "test")
+    assert strategy.champion is not None, trainer.stats()
     return strategy, history
 
 
@@ -95,7 +97,7 @@ async def test_a_random_forest_predicts_in_a_worker_thread_and_decide_uses_it(
 ) -> None:
     """With a forest champion the prediction runs off the loop; decide() agrees with it."""
     strategy, history = await _forest(ctx, frame)
-    assert strategy.predicts_off_loop, strategy.training_stats()
+    assert strategy.predicts_off_loop
 
     threads: list[str] = []
     real = MlStrategy._proba

@@ -177,7 +177,7 @@ def test_coarser_file_than_the_timeframe_is_refused() -> None:
 def test_search_persists_the_study_and_resumes_it(
     capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
 ) -> None:
-    """A second search run adds trials to the same stored study and reports the best."""
+    """--more adds trials to the stored study's plan; the best is the best of all of them."""
     args = (
         "search", "--symbol", "EURUSD", "--data", SAMPLE, "--config", str(config),
         "--study-dir", str(tmp_path / "studies"), "--model", "logistic",
@@ -187,9 +187,9 @@ def test_search_persists_the_study_and_resumes_it(
     assert 3 == first["trials_total"]
     assert {"label.horizon", "entry_threshold", "logistic.c"} <= set(first["best_params"])
     assert first["budget"]["blas_threads"] >= 1
-    second = _json(capsys, *args, "--trials", "2")
+    second = _json(capsys, *args, "--more", "2")
     assert isinstance(second, dict)
-    assert 5 == second["trials_total"]
+    assert (5, 5, 2) == (second["target_trials"], second["trials_total"], second["trials_this_run"])
     assert second["best_value"] >= first["best_value"]
 
 

@@ -72,7 +72,7 @@ def _trainer(ctx: TrainContext, strategy: MlStrategy) -> ModelTrainer:
 async def _restored(ctx: TrainContext, **overrides: Any) -> tuple[MlStrategy, ModelTrainer]:
     strategy = _strategy(**overrides)
     trainer = _trainer(ctx, strategy)
-    # restore reads the registry and the artifact: a worker thread's job, as in the actor
+    # The registry read blocks: off the loop, as the actor does it.
     strategy.set_champion(await anyio.to_thread.run_sync(trainer.restore))
     return strategy, trainer
 
@@ -93,7 +93,7 @@ async def test_first_cycle_promotes_and_a_restart_restores_the_champion(
     champion = stats["champion"]
     assert "promoted" == stats["last_cycle"]["decision"]
     assert "idle" == stats["state"]
-    record = await anyio.to_thread.run_sync(lambda: _registry(ctx).champion_for("EURUSD"))
+    record = await anyio.to_thread.run_sync(_registry(ctx).champion_for, "EURUSD")
     assert record is not None and champion["model_id"] == record.model_id
     assert strategy.champion is not None and record.model_id == strategy.champion.model_id
     assert (ctx.paths.models / record.artifact).is_file()
@@ -262,7 +262,7 @@ async def test_timeout_records_an_error_and_keeps_the_champion(
     stats = trainer.stats()
     assert "timed out" in stats["last_error"]
     assert champion == stats["champion"]["model_id"]
-    record = await anyio.to_thread.run_sync(lambda: _registry(ctx).champion_for("EURUSD"))
+    record = await anyio.to_thread.run_sync(_registry(ctx).champion_for, "EURUSD")
     assert record is not None and champion == record.model_id
     assert timeouts + 1 == ctx.pool.stats().timed_out
     assert "idle" == stats["state"]
@@ -293,7 +293,7 @@ async def test_corrupt_champion_artifact_is_an_error_then_a_cycle_heals_it(
 ) -> None:
     """A damaged champion file: error on the status, no trading, next cycle trains anew."""
     _, first = await _trained(ctx)
-    record = await anyio.to_thread.run_sync(lambda: _registry(ctx).champion_for("EURUSD"))
+    record = await anyio.to_thread.run_sync(_registry(ctx).champion_for, "EURUSD")
     assert record is not None
     path = ctx.paths.models / record.artifact
     path.write_bytes(path.read_bytes()[:200])
@@ -307,7 +307,7 @@ async def test_corrupt_champion_artifact_is_an_error_then_a_cycle_heals_it(
     healed = restarted.stats()["champion"]
     assert healed is not None and healed["model_id"] != first.stats()["champion"]["model_id"]
     assert strategy.champion is not None and healed["model_id"] == strategy.champion.model_id
-    old = await anyio.to_thread.run_sync(lambda: _registry(ctx).get(record.model_id))
+    old = await anyio.to_thread.run_sync(_registry(ctx).get, record.model_id)
     assert "retired" == old.status
 
 

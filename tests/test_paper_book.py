@@ -67,6 +67,8 @@ def test_migration_keeps_old_double_fills_as_history_and_forbids_new_ones(
         )
 
 
+# Sets up and reads the store with the synchronous API it tests (not the runtime).
+@pytest.mark.allow_blocking
 @pytest.mark.anyio
 async def test_restore_derives_pending_orders_from_fills_not_the_status_column(
     tmp_path: Path,
@@ -103,6 +105,8 @@ async def test_restore_derives_pending_orders_from_fills_not_the_status_column(
     assert [("c1",), ("c2",)] == got
 
 
+# Sets up and reads the store with the synchronous API it tests (not the runtime).
+@pytest.mark.allow_blocking
 @pytest.mark.anyio
 async def test_a_bar_replayed_behind_the_book_fills_nothing_after_a_restart(
     tmp_path: Path,

@@ -58,9 +58,9 @@ async def test_a_full_run_stops_with_every_fill_stored_and_counted_by_the_risk_f
         await daemon.run()
     assert "all feeds exhausted" == daemon.stop_reason
     actor = daemon.actors["EURUSD"]
-    assert actor.fills > 5
+    assert actor.orders.fills > 5
     count, last = await anyio.to_thread.run_sync(_fills, daemon.paths.db)
-    assert actor.fills == count  # the final flush wrote every fill
+    assert actor.orders.fills == count  # the final flush wrote every fill
     state = await anyio.to_thread.run_sync(
         RiskStateStore(daemon.paths.risk_state, daemon.settings.account_id).read
     )

@@ -42,7 +42,7 @@ async def test_orders_fills_progress_and_candles_round_trip_into_an_actors_state
         record.progress("EURUSD", 4 * H1, 5)
         await writer.close()
 
-    state = load_actor_state(db, "EURUSD", "H1", capacity=3)
+    state = await anyio.to_thread.run_sync(load_actor_state, db, "EURUSD", "H1", 3)
     assert (1000, 1.1002) == (state.position.units, state.position.avg_price)
     assert {
         filled.client_id: "filled",
@@ -52,5 +52,5 @@ async def test_orders_fills_progress_and_candles_round_trip_into_an_actors_state
     assert 300 == state.pending_units
     assert (4 * H1, 5) == (state.last_bar_ts, state.bars_seen)
     assert [2 * H1, 3 * H1, 4 * H1] == [b.ts for b in state.warm_bars]  # none after progress
-    fresh = load_actor_state(db, "GBPUSD", "H1", capacity=3)
+    fresh = await anyio.to_thread.run_sync(load_actor_state, db, "GBPUSD", "H1", 3)
     assert (0, None, []) == (fresh.position.units, fresh.last_bar_ts, fresh.warm_bars)

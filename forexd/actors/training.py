@@ -35,6 +35,11 @@ class Trainer(Protocol):
         """The newest champion the trainer loaded or promoted."""
         ...
 
+    @property
+    def params(self) -> MlParams:
+        """The parameters its next cycle trains with (``train_timeout_s`` for a job)."""
+        ...
+
     def restore(self) -> LiveChampion | None:
         """Load the champion from the registry (blocking)."""
         ...

@@ -41,7 +41,13 @@ def handle(args: argparse.Namespace, out: Output) -> int:
 
             budget = budget_from_config(settings.compute, detect_hardware(), 1)
             ThreadLimiter().apply(budget.blas_threads)
-            result: Any = run_grid(request, workers=budget.train_workers)
+            from forexd.daemon.backends import make_executor  # [compute] backend / --ray
+
+            executor = make_executor(settings.compute, budget, ray_address=args.ray)
+            try:
+                result: Any = run_grid(request, workers=budget.train_workers, executor=executor)
+            finally:
+                executor.close()
         else:
             from forexd.backtest.runner import run_backtest
 

@@ -75,6 +75,11 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
         help="sweep a parameter, STOP included (repeatable; or NAME=V1,V2,...)",
     )
     parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="--grid on Ray: auto, host:port of the head, or local (docs/scaling.md)",
+    )
+    parser.add_argument(
         "--rank-by",
         default="sharpe",
         choices=tuple(RANK_METRICS),

@@ -36,6 +36,7 @@ PLAIN_ACTIONS = {
     "ping": "is the daemon alive?",
     "version": "versions of the daemon, Python and the control protocol",
     "reload": "re-read the config file (like SIGHUP); an invalid one is refused",
+    "jobs": "the training job queue: queued, running (with progress) and recent jobs",
 }
 
 
@@ -57,6 +58,13 @@ def configure(name: str, p: argparse.ArgumentParser) -> None:
     flatten = action("flatten", "pause and close the position of SYMBOL (or all) at market")
     flatten.add_argument("symbol", metavar="SYMBOL", nargs="?")
     flatten.add_argument("--yes", action="store_true", help="confirm closing positions")
+    train = action("train", "queue a training job for an ML SYMBOL (the actor runs it next)")
+    train.add_argument("symbol", metavar="SYMBOL")
+    train.add_argument(
+        "--lookback-candles", type=int, metavar="N", help="candles for this job only"
+    )
+    cancel = action("cancel", "cancel a queued or running training job (see: ctl jobs)")
+    cancel.add_argument("job", metavar="JOB")
     risk = action("risk", "risk limits, usage and trading states; `resume` lifts a stop")
     risk.add_argument(
         "rest",
@@ -91,6 +99,13 @@ def ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         if args.symbol:
             payload["symbol"] = args.symbol.upper()
         return "flatten", payload
+    if args.action == "train":
+        lookback = args.lookback_candles
+        if lookback is not None and lookback < 1:
+            raise ConfigError(f"--lookback-candles must be at least 1, got {lookback}")
+        return "train", {"symbol": args.symbol.upper(), "lookback_candles": lookback}
+    if args.action == "cancel":
+        return "cancel", {"job": args.job}
     return args.action, {}
 
 

@@ -23,6 +23,18 @@ STATUS_COLUMNS = (
     Col("restarts", keep=1),
 )
 
+JOB_COLUMNS = (
+    Col("job", "left"),
+    Col("symbol", "left"),
+    Col("kind", "left", keep=3),
+    Col("state", "left"),
+    Col("progress", keep=5),
+    Col("phase", "left", keep=4),
+    Col("backend", "left", keep=1),
+    Col("started (UTC)", "left", keep=2),
+    Col("error", "left", keep=6),
+)
+
 
 def print_status(status: dict[str, Any], console: Any) -> None:
     """Print the status object as a summary, a per-symbol table (fitted) and notes."""
@@ -129,6 +141,17 @@ def _sentence(action: str, r: dict[str, Any]) -> str:
         if r.get("already_training"):
             return f"{r['symbol']} is training already; another cycle is queued after it"
         return f"{r['symbol']}: a training cycle is queued"
+    if action == "train":
+        j = r["job"]
+        lookback = j.get("lookback_candles")
+        on = f" on the latest {lookback} candles" if lookback else ""
+        return (
+            f"job {j['id']} queued: {j['symbol']} trains{on} on its next cycle "
+            f"(follow it: forexd ctl jobs; stop it: forexd ctl cancel {j['id']})"
+        )
+    if action == "cancel":
+        j = r["job"]
+        return f"job {j['id']} ({j['symbol']}) cancelled; the champion stays as it was"
     if action == "adopt":
         return (
             f"{r['symbol']}: adopted the broker's position of {r['broker_units']} units "
@@ -162,6 +185,8 @@ def renderer(action: str, result: dict[str, Any]) -> Render:
     """How ``ctl ACTION``'s answer is drawn for people."""
     if action == "status":
         return lambda console: print_status(result, console)
+    if action == "jobs":
+        return lambda console: print_jobs(result["jobs"], console)
     lines = _flatten_lines(result) if action == "flatten" else [_sentence(action, result)]
 
     def draw(console: Any) -> None:
@@ -169,6 +194,38 @@ def renderer(action: str, result: dict[str, Any]) -> Render:
             console.print(line, markup=False, soft_wrap=True)
 
     return draw
+
+
+def print_jobs(jobs: list[dict[str, Any]], console: Any) -> None:
+    """``ctl jobs``: one row per training job, oldest first (``--json`` has every field)."""
+    if not jobs:
+        console.print("no training jobs yet (ctl train SYMBOL queues one)", markup=False)
+        return
+    rows = [
+        [
+            j["id"],
+            j["symbol"],
+            j["kind"],
+            j["state"] + (f" ({j['outcome']})" if j.get("outcome") else ""),
+            f"{j['progress']:.0%}",
+            j["phase"] or "-",
+            f"{j['backend']}@{j['node']}",
+            _epoch(j["started_at"]),
+            j["error"] or "",
+        ]
+        for j in jobs
+    ]
+    console.print(fit_table(JOB_COLUMNS, rows, width=console.width))
+
+
+def _epoch(ts: float | None) -> str:
+    """Epoch seconds as UTC, stdlib only (ctl stays light: no numpy through forexd.domain)."""
+    import datetime as dt
+
+    if ts is None:
+        return "-"
+    when = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return compact_time(when.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def risk_report(report: dict[str, Any]) -> Render:

@@ -8,6 +8,11 @@ exactly as the daemon does, from the same ``[compute]`` configuration.
 ``train`` and ``search`` start from the ``params`` of the config's ``[[symbols]]`` entry
 for ``--symbol`` when it trades ``ml``, so offline evaluation runs what the daemon runs;
 flags override the model kind and the lookback.
+
+Why it is over 400 lines: ``train`` and ``search`` each choose their backend (``--ray``,
+the local thread executor or a Ray cluster, :mod:`forexd.daemon.backends`) and close it on
+every path; the registry commands share this module's settings and budget helpers, and
+splitting them off would duplicate those.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from forexd.cli.ml_data import cli_budget, load_candle_file
+from forexd.cli.ml_data import check_extras, cli_budget, load_candle_file
 from forexd.cli.options import add_candle_format, add_json, add_location, add_timeframe
 from forexd.cli.output import Output, Spinner
 from forexd.cli.parser import bind, check_param_names
@@ -56,6 +61,11 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     add_candle_format(p)
     add_timeframe(p, default="H1", help="bar size; finer files are resampled")
     p.add_argument("--lookback-candles", type=int, help="candles evaluated (the latest)")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on Ray: auto, host:port of the head, or local ([compute] backend)",
+    )
     add_json(p)
     add_location(p)
 
@@ -83,7 +93,11 @@ def _configure_search(search: argparse.ArgumentParser) -> None:
     from forexd.models.spec import MODEL_KINDS
 
     _data_args(search)
-    search.add_argument("--trials", type=int, required=True, help="trials to run now")
+    plan = search.add_mutually_exclusive_group()
+    plan.add_argument(
+        "--trials", type=int, help="the study's target total (a re-run finishes the plan)"
+    )
+    plan.add_argument("--more", type=int, metavar="N", help="add N trials to the study's plan")
     search.add_argument("--sampler", default="tpe", choices=SAMPLERS)
     search.add_argument(
         "--model",
@@ -144,23 +158,13 @@ def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> M
         raise ConfigError(f"{symbol} ml params: {problems}") from None
 
 
-def _torch_check(params: MlParams) -> None:
-    if params.model.is_rl:
-        from forexd.models.rl_ppo import import_rl
-
-        import_rl()  # raises RlUnavailableError naming pip install 'forexd[rl]'
-    if params.model.uses_torch:
-        from forexd.models.torch_models import import_torch
-
-        import_torch()  # raises TorchUnavailableError with the install hint
-
-
 # --------------------------------------------------------------------------- train
 
 
 def handle_train(args: argparse.Namespace, out: Output) -> int:
     """Walk-forward evaluation (and, with ``--register``, a registered challenger)."""
     from forexd.cli.ml_render import fold_table, progress_bar
+    from forexd.daemon.backends import make_executor
     from forexd.domain import get_instrument
     from forexd.models.trainconfig import periods_per_year
     from forexd.rl.trainer import train_cycle
@@ -169,18 +173,43 @@ def handle_train(args: argparse.Namespace, out: Output) -> int:
     with Spinner(out, f"reading {args.data}"):
         symbol, candles, seconds = load_candle_file(args)
     params = _base_params(settings, symbol, args)
-    _torch_check(params)
+    check_extras(params)
     budget = cli_budget(settings, one_thread=params.model.is_rl)
-    with progress_bar(enabled=not args.json, what=f"{symbol} {params.model.kind}") as progress:
-        result = train_cycle(
-            candles,
-            params,
-            symbol=symbol,
-            pip_size=get_instrument(symbol).pip_size,
-            n_jobs=budget.blas_threads,
-            bars_per_year=periods_per_year(seconds),
-            progress=progress,
+    torch = params.model.uses_torch
+    executor = make_executor(settings.compute, budget, ray_address=args.ray, use_gpu=torch)
+    if executor.backend != "local" and params.model.is_rl:
+        executor.close()
+        raise ConfigError(
+            f"{params.model.kind} trains in the local bar simulator only; drop --ray "
+            '(or set [compute] backend = "local") to train it'
         )
+    try:
+        if executor.backend == "local":
+            what = f"{symbol} {params.model.kind}"
+            with progress_bar(enabled=not args.json, what=what) as progress:
+                result = train_cycle(
+                    candles,
+                    params,
+                    symbol=symbol,
+                    pip_size=get_instrument(symbol).pip_size,
+                    n_jobs=budget.blas_threads,
+                    bars_per_year=periods_per_year(seconds),
+                    progress=progress,
+                )
+        else:  # one task; fold progress stays on the worker
+            from forexd.models.executor import run_one
+            from forexd.models.jobs import train_job
+
+            pip = get_instrument(symbol).pip_size
+            job = (candles, params, pip, budget.blas_threads, periods_per_year(seconds))
+            timeout = settings.compute.task_timeout_s
+            with Spinner(out, f"training {symbol} on {executor.describe()['backend']}"):
+                result = run_one(
+                    executor, train_job, *job, timeout_s=timeout, what=f"train {symbol}"
+                )
+        backend = executor.describe()
+    finally:
+        executor.close()
     data: dict[str, Any] = {
         "symbol": symbol,
         "timeframe": args.timeframe,
@@ -194,6 +223,7 @@ def handle_train(args: argparse.Namespace, out: Output) -> int:
             "fit_seconds": result.model.info.get("fit_seconds"),
         },
         "seconds": result.seconds,
+        "backend": backend,
     }
     if args.register:
         data["registered"] = _register(settings, symbol, args.timeframe, params, result)
@@ -248,6 +278,7 @@ def _register(
 def handle_search(args: argparse.Namespace, out: Output) -> int:
     """Run (or resume) an Optuna study and report its best trial."""
     from forexd.cli.ml_render import search_summary, trial_bar
+    from forexd.daemon.backends import make_executor
     from forexd.daemon.paths import resolve_paths
     from forexd.domain import get_instrument
     from forexd.extras import require_extra
@@ -255,8 +286,6 @@ def handle_search(args: argparse.Namespace, out: Output) -> int:
     from forexd.models.trainconfig import periods_per_year
 
     optuna = require_extra("optuna", "forexd search")  # before loading data: fail fast
-    if args.trials < 1:
-        raise ConfigError(f"--trials must be at least 1, got {args.trials}")
     settings = _settings(args)
     with Spinner(out, f"reading {args.data}"):
         symbol, candles, seconds = load_candle_file(args)
@@ -264,24 +293,34 @@ def handle_search(args: argparse.Namespace, out: Output) -> int:
     kinds = tuple(dict.fromkeys(args.model)) if args.model else SKLEARN_KINDS
     budget = cli_budget(settings)
     study_dir = args.study_dir or resolve_paths(settings).data_dir / "studies"
+    from forexd.models.spec import TORCH_KINDS
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar/summary say enough
-    with trial_bar(enabled=not args.json, total=args.trials) as on_trial:
-        result = run_search(
-            candles,
-            params,
-            symbol=symbol,
-            pip_size=get_instrument(symbol).pip_size,
-            n_trials=args.trials,
-            study_dir=study_dir,
-            study_name=args.study_name or f"{symbol}-{args.timeframe}",
-            sampler=args.sampler,
-            kinds=kinds,
-            train_workers=budget.train_workers,
-            blas_threads=budget.blas_threads,
-            bars_per_year=periods_per_year(seconds),
-            timeout_s=args.timeout_s,
-            on_trial=on_trial,
-        )
+    torch = any(k in TORCH_KINDS for k in kinds)
+    executor = make_executor(settings.compute, budget, ray_address=args.ray, use_gpu=torch)
+    try:
+        with trial_bar(enabled=not args.json, total=args.trials or args.more) as on_trial:
+            result = run_search(
+                candles,
+                params,
+                symbol=symbol,
+                pip_size=get_instrument(symbol).pip_size,
+                trials=args.trials,
+                more=args.more,
+                study_dir=study_dir,
+                study_name=args.study_name or f"{symbol}-{args.timeframe}",
+                sampler=args.sampler,
+                kinds=kinds,
+                train_workers=budget.train_workers,
+                blas_threads=budget.blas_threads,
+                bars_per_year=periods_per_year(seconds),
+                timeout_s=args.timeout_s,
+                task_timeout_s=settings.compute.task_timeout_s,
+                executor=executor,
+                on_trial=on_trial,
+            )
+    finally:
+        executor.close()
     data = result.to_dict() | {
         "budget": {"train_workers": budget.train_workers, "blas_threads": budget.blas_threads}
     }

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from forexd.config import Settings
     from forexd.daemon.budget import ComputeBudget
     from forexd.models.trainconfig import Candles
+    from forexd.strategies.ml_params import MlParams
 
 
 def cli_budget(settings: Settings, *, one_thread: bool = False) -> ComputeBudget:
@@ -66,3 +67,15 @@ def _spacing_s(frame: pd.DataFrame) -> int:
 
     ts = frame["ts"].to_numpy(dtype=np.int64)
     return int(np.median(np.diff(ts)) // 1_000_000_000) if len(ts) > 1 else 0
+
+
+def check_extras(params: MlParams) -> None:
+    """Fail early, naming the extra to install, when the model kind needs a missing one."""
+    if params.model.is_rl:
+        from forexd.models.rl_ppo import import_rl
+
+        import_rl()  # raises RlUnavailableError naming pip install 'forexd[rl]'
+    if params.model.uses_torch:
+        from forexd.models.torch_models import import_torch
+
+        import_torch()  # raises TorchUnavailableError with the install hint

@@ -56,7 +56,7 @@ def progress_bar(*, enabled: bool, what: str) -> Iterator[ProgressFn | None]:
 
 
 @contextlib.contextmanager
-def trial_bar(*, enabled: bool, total: int) -> Iterator[Callable[[int, float | None], None]]:
+def trial_bar(*, enabled: bool, total: int | None) -> Iterator[Callable[[int, float | None], None]]:
     """An ``on_trial(done, value)`` callback drawing a bar (a no-op off a terminal)."""
     if not enabled or not sys.stderr.isatty():
         yield lambda done, value: None
@@ -127,7 +127,7 @@ def fold_table(result: WalkForwardResult, title: str, width: int = PIPE_WIDTH) -
 def best_line(out: dict[str, Any]) -> str:
     """The best trial's Sharpe beside its trade count; no Sharpe when it never traded."""
     trading = (out.get("best_metrics") or {}).get("trading") or {}
-    trades = trading.get("trades")
+    trades = out.get("best_trades", trading.get("trades"))
     if trades == 0:
         return "best trial made no trades (no Sharpe to speak of)"
     count = f" over {trades:,} trades" if isinstance(trades, int) else ""
@@ -138,7 +138,8 @@ def search_summary(out: dict[str, Any]) -> Table:
     """The best trial of a search, parameter by parameter."""
     table = Table(
         title=f"study {out['study_name']}: {best_line(out)} "
-        f"({out['trials_total']} trials, {out['failed_this_run']} failed this run)"
+        f"({out['trials_total']}/{out['target_trials']} "
+        f"trials, {out['failed_this_run']} failed this run, on {out['backend']['backend']})"
     )
     table.add_column("parameter")
     table.add_column("best value", justify="right")

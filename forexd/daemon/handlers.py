@@ -48,6 +48,9 @@ def register_handlers(daemon: Daemon) -> Handlers:
         "restart",  # oanda (issue 11)
     ):
         daemon.control.register(name, getattr(h, name))
+    jobs = JobHandlers(daemon)  # the training job queue (daemon/jobs.py)
+    for name in ("jobs", "train", "cancel"):
+        daemon.control.register(name, getattr(jobs, name))
     return h
 
 
@@ -280,3 +283,47 @@ class Handlers:
                 "unrealized_pnl": round(acct.unrealized_pnl, 2),
             },
         }
+
+
+class JobHandlers:
+    """``ctl jobs``, ``ctl train SYMBOL [--lookback-candles N]``, ``ctl cancel JOB``."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    async def jobs(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Every training job known: queued, running (with progress) and recent ones."""
+        return {"jobs": self.d.jobs.list()}
+
+    async def train(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Queue a training job for an ML symbol (optionally on a different lookback)."""
+        symbol = _symbol_arg(args) or ""
+        lookback = args.get("lookback_candles")
+        if lookback is not None and (not isinstance(lookback, int) or lookback < 1):
+            raise RequestError("bad_request", "args.lookback_candles must be an integer >= 1")
+        actor = Handlers(self.d)._actor(symbol)
+        trainer = actor.training.trainer
+        if trainer is None:
+            raise RequestError(
+                "bad_request",
+                f"{actor.symbol} trades {actor.strategy.name}, which has no model to train",
+            )
+        timeout = float(trainer.params.train_timeout_s)
+        job = self.d.jobs.submit(actor.symbol, "operator", timeout_s=timeout, lookback=lookback)
+        try:  # through the actor's inbox: the actor starts the cycle, which adopts the job
+            await actor.request_retrain("operator")
+        except ControlRefusedError as exc:
+            self.d.jobs.cancel(job.id)
+            raise RequestError("not_running", str(exc)) from None
+        return {"job": job.to_dict()}
+
+    async def cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Cancel a queued or running job; the champion is left as it was."""
+        job_id = args.get("job")
+        if not isinstance(job_id, str) or not job_id:
+            raise RequestError("bad_request", "args.job must be a job id (see: ctl jobs)")
+        try:
+            job = self.d.jobs.cancel(job_id)
+        except ForexdError as exc:
+            raise RequestError("bad_request", str(exc)) from None
+        return {"job": job.to_dict()}

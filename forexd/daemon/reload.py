@@ -47,10 +47,9 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
         ConfigError: invalid file, or a change that needs a restart.
     """
     old = daemon.settings
-    # reading and validating the file is blocking I/O: a worker thread's, not the loop's
-    new = await anyio.to_thread.run_sync(
-        functools.partial(load_settings, daemon.config_path, **daemon.overrides)
-    )
+    # Reading and parsing the file blocks: off the loop (trading goes on meanwhile).
+    read = functools.partial(load_settings, daemon.config_path, **daemon.overrides)
+    new = await anyio.to_thread.run_sync(read)
     if resolve_paths(new) != daemon.paths:
         raise ConfigError("reload cannot move the data or runtime directory; restart instead")
     blocked = _restart_only_changes(old, new)

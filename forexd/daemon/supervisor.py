@@ -57,6 +57,7 @@ from forexd.daemon.compute import ComputePool
 from forexd.daemon.control import ControlServer
 from forexd.daemon.handlers import register_handlers
 from forexd.daemon.hardware import detect_hardware
+from forexd.daemon.jobs import TrainingJobs
 from forexd.daemon.logsetup import get_logger
 from forexd.daemon.looplag import LoopLagMonitor
 from forexd.daemon.metrics import serve_metrics
@@ -171,6 +172,7 @@ class Daemon:
         self.budget = budget_from_config(
             settings.compute, self.hardware, max(1, len(settings.active_symbols))
         )
+        self.jobs = TrainingJobs()  # ctl jobs / train / cancel (daemon/jobs.py)
         self.pool = ComputePool(
             self.budget.train_workers,
             self.budget.max_concurrent_symbols,
@@ -257,7 +259,12 @@ class Daemon:
             make_trainer=partial(
                 ModelTrainer,
                 TrainContext(
-                    self.pool, self.paths, self.budget, self.writer, get_logger("trainer")
+                    self.pool,
+                    self.paths,
+                    self.budget,
+                    self.writer,
+                    get_logger("trainer"),
+                    jobs=self.jobs,
                 ),
             ),
             present=self._present_policy(feed),

@@ -160,20 +160,45 @@ class ModelTrainer:
 
         cycle_id = f"{self.symbol}-{secrets.token_hex(4)}"
         log = self.ctx.log.bind(symbol=self.symbol, cycle_id=cycle_id)
+        # The daemon's job queue (daemon/jobs.py): this cycle is the job ctl jobs shows, the
+        # operator's queued one (ctl train) if there is one, else a new scheduled job.
+        jobs = self.ctx.jobs
+        job = None
+        if jobs is not None:
+            kind = "operator" if reason == "operator" else "retrain"
+            job = jobs.adopt(self.symbol, kind, timeout_s=self.params.train_timeout_s)
+            if job is None:
+                log.info("training_cycle_skipped", reason="its job was cancelled while queued")
+                return
 
         def on_phase(name: str) -> None:  # from the worker thread
             self._set_phase(name)
             log.info("training_phase", phase=name)
+            if jobs is not None and job is not None:
+                jobs.set_phase(job.id, name)
 
-        handle = CycleHandle(cycle_id, on_phase)
+        progress = (
+            None if jobs is None or job is None else functools.partial(jobs.set_progress, job.id)
+        )
+        handle = CycleHandle(cycle_id, on_phase, progress)
+        scope = anyio.CancelScope()  # ctl cancel JOB ends this cycle only, not the actor
+        if jobs is not None and job is not None:
+            jobs.on_cancel(job.id, scope.cancel)
+        params = self.params  # ctl train --lookback-candles N: this cycle only
+        if job is not None and job.lookback_candles is not None:
+            params = params.model_copy(update={"lookback_candles": job.lookback_candles})
         self._cycles += 1
         self._cycle_id, self._state = handle.cycle_id, "queued"
         started = time.perf_counter()
         log.info("training_cycle_started", reason=reason, until=ns_to_iso(int(times[-1])))
         outcome: dict[str, Any] = {"cycle_id": handle.cycle_id, "reason": reason}
         try:
-            outcome |= await self._run(handle, times, log)
-            self._last_error = None
+            with scope:
+                outcome |= await self._run(handle, times, log, params)
+            if scope.cancelled_caught:
+                outcome["error"] = self._fail(log, handle.cycle_id, "cancelled (ctl cancel)")
+            else:
+                self._last_error = None
         except JobTimeoutError as exc:
             outcome["error"] = self._fail(log, handle.cycle_id, f"training timed out: {exc}")
         except ForexdError as exc:
@@ -184,6 +209,11 @@ class ModelTrainer:
         finally:
             handle.abandon()  # on cancellation too: the worker stops at its next check
             self._state = "idle"
+            if jobs is not None and job is not None:  # a shutdown leaves no model_id either
+                error = outcome.get("error")
+                if error is None and "model_id" not in outcome:
+                    error = "interrupted: the daemon is stopping"
+                jobs.finish(job.id, error=error, outcome=outcome.get("decision"))
         # Only reached when not cancelled: a shutdown does not wait for cleanup.
         report = await anyio.to_thread.run_sync(run_cleanup)
         outcome |= {
@@ -204,7 +234,9 @@ class ModelTrainer:
         log.error("training_cycle_failed", error=message)
         return message
 
-    async def _run(self, handle: Any, times: npt.NDArray[np.int64], log: Any) -> dict[str, Any]:
+    async def _run(
+        self, handle: Any, times: npt.NDArray[np.int64], log: Any, params: MlParams
+    ) -> dict[str, Any]:
         from forexd.daemon.trainjob import training_job, training_job_in_process
 
         ctx, symbol = self.ctx, self.symbol
@@ -213,15 +245,15 @@ class ModelTrainer:
         registry = ModelRegistry(ctx.paths.db, ctx.paths.models, ctx.writer)
         current = self._champion.champion if self._champion is not None else None
         device = "cpu"
-        if self.params.model.uses_torch:
+        if params.model.uses_torch:
             from forexd.models.device import choose_device
 
-            device = choose_device(self.params.device)
+            device = choose_device(params.device)
         job: Any
         if ctx.pool.executor == "processes":
             job = functools.partial(
                 training_job_in_process,
-                self.params,
+                params,
                 ctx.paths,
                 ctx.budget,
                 handle.cycle_id,
@@ -232,11 +264,9 @@ class ModelTrainer:
             )
         else:
             job = functools.partial(
-                training_job, self.params, ctx, registry, handle, symbol, times, current, device
+                training_job, params, ctx, registry, handle, symbol, times, current, device
             )
-        result, record = await ctx.pool.run(
-            job, timeout_s=self.params.train_timeout_s, device=device
-        )
+        result, record = await ctx.pool.run(job, timeout_s=params.train_timeout_s, device=device)
         self._state = "registering"
         try:
             await registry.aregister(record)

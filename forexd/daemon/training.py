@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from forexd.daemon.budget import ComputeBudget
 from forexd.daemon.compute import ComputePool
+from forexd.daemon.jobs import TrainingJobs
 from forexd.daemon.paths import DaemonPaths
 from forexd.storage.db import StorageWriter
 
@@ -47,6 +48,11 @@ class TrainServices(Protocol):
         """A structlog logger bound with ``component="trainer"``."""
         ...
 
+    @property
+    def jobs(self) -> TrainingJobs | None:
+        """The daemon's training job queue (``ctl jobs``); ``None`` offline."""
+        ...
+
 
 @dataclass(slots=True)
 class TrainContext:
@@ -57,3 +63,4 @@ class TrainContext:
     budget: ComputeBudget
     writer: StorageWriter | None
     log: Any
+    jobs: TrainingJobs | None = None  # the daemon's job queue (ctl jobs); None offline

@@ -64,11 +64,18 @@ class CycleHandle:
     Args:
         cycle_id: the id every log line of the cycle carries.
         on_phase: told ``"training"``/``"evaluating"`` while the cycle is still wanted.
+        on_progress: told ``(done, total)`` walk-forward steps (the daemon's job queue).
     """
 
-    def __init__(self, cycle_id: str, on_phase: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        cycle_id: str,
+        on_phase: Callable[[str], None],
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.cycle_id = cycle_id
         self._on_phase = on_phase
+        self._on_progress = on_progress
         self._phase = ""
         self._abandoned = threading.Event()
 
@@ -91,6 +98,11 @@ class CycleHandle:
         if name != self._phase and not self._abandoned.is_set():
             self._phase = name
             self._on_phase(name)
+
+    def progress(self, done: int, total: int) -> None:
+        """Report walk-forward progress, unless the cycle was abandoned."""
+        if self._on_progress is not None and not self._abandoned.is_set():
+            self._on_progress(done, total)
 
 
 def read_training_candles(
@@ -179,6 +191,7 @@ def training_job(
         phase=handle.phase,
         device=device,
         symbol=symbol,
+        progress=handle.progress,
     )
     created = now_ns()
     model_id = new_model_id(symbol, created)
@@ -214,6 +227,9 @@ class _ProcessHandle:
 
     def phase(self, name: str) -> None:
         """Phases are not reported across the process boundary."""
+
+    def progress(self, done: int, total: int) -> None:
+        """Nor is progress (the job shows its phase only)."""
 
 
 @dataclass(frozen=True, slots=True)
