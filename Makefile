@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	# torch (the `torch` extra) so the mlp/gru tests run: 2.13.0 is the CPU build served here.
 	$(PIP) install torch==2.13.0
-	# ray (the `ray` extra) so tests/test_ray_backend.py runs its real two-node cluster.
-	$(PIP) install -e '.[dev,torch,metrics,report,search,ray]'
+	# ray (the `ray` extra) so tests/test_ray_backend.py runs its real two-node cluster;
+	# rl (the `rl` extra) so the recurrent_ppo tests run.
+	$(PIP) install -e '.[dev,torch,rl,metrics,report,search,ray]'
 	touch $@ $(VENV)/.installed
 
 # Fast tests for the extra runs (lowest dependency versions, Python 3.10): unit tests of

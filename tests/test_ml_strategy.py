@@ -226,7 +226,7 @@ async def test_failed_cycle_is_recorded_and_the_champion_keeps_trading(
 def slow_training(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """Replace training by a job that blocks until released (checking for abandonment)."""
     entered, release = threading.Event(), threading.Event()
-    real = trainjob.train_challenger
+    real = trainjob.train_cycle
 
     def sleepy(*args: Any, stop: Any, **kwargs: Any) -> Any:
         entered.set()
@@ -234,7 +234,7 @@ def slow_training(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
             stop()  # raises once the loop has abandoned the cycle
         return real(*args, stop=stop, **kwargs)
 
-    monkeypatch.setattr(trainjob, "train_challenger", sleepy)
+    monkeypatch.setattr(trainjob, "train_cycle", sleepy)
     yield entered
     release.set()
 
@@ -252,7 +252,7 @@ async def test_timeout_records_an_error_and_keeps_the_champion(
             stop()
         raise AssertionError("unreachable: the cycle is abandoned first")
 
-    monkeypatch.setattr(trainjob, "train_challenger", sleepy)
+    monkeypatch.setattr(trainjob, "train_cycle", sleepy)
     trainer.retarget(trainer.params.model_copy(update={"train_timeout_s": 0.3}))
     timeouts = ctx.pool.stats().timed_out
     try:

@@ -22,6 +22,7 @@ from forexd.models import (
     choose_device,
     fit_model,
 )
+from forexd.models.spec import RL_KINDS
 from tests._fxdata import Dataset, labelled_dataset, one_thread
 
 pytestmark = pytest.mark.needs_shared
@@ -56,7 +57,8 @@ def _needs(kind: str) -> None:
         pytest.importorskip("torch", reason="torch models need the forexd[torch] extra")
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+# RL kinds train on bars, not labels: tests/test_rl.py covers them.
+@pytest.mark.parametrize("kind", [k for k in MODEL_KINDS if k not in RL_KINDS])
 def test_every_kind_predicts_probabilities_per_class(kind: str, data: Dataset) -> None:
     """Each kind gives one probability row per feature row, summing to one."""
     _needs(kind)
@@ -194,6 +196,13 @@ def test_torch_kind_without_torch_says_how_to_install(
         fit_model(ModelSpec(kind="mlp"), x, y, n_jobs=1, seed=0)
 
 
+def test_fit_model_refuses_an_rl_kind_and_names_the_rl_trainer(data: Dataset) -> None:
+    """recurrent_ppo does not train on labels; fit_model says where it trains instead."""
+    x, y = _train_rows(data)
+    with pytest.raises(ModelError, match="recurrent_ppo"):
+        fit_model(ModelSpec(kind="recurrent_ppo"), x, y, n_jobs=1, seed=0)
+
+
 def test_scikit_learn_kinds_never_import_torch_whatever_the_device() -> None:
     """Fitting every non-torch kind with device="auto" leaves torch unimported (no stall)."""
     import subprocess
@@ -202,9 +211,9 @@ def test_scikit_learn_kinds_never_import_torch_whatever_the_device() -> None:
     probe = (
         "import sys, numpy as np\n"
         "from forexd.models.fit import fit_model\n"
-        "from forexd.models.spec import MODEL_KINDS, TORCH_KINDS, ModelSpec\n"
+        "from forexd.models.spec import MODEL_KINDS, RL_KINDS, TORCH_KINDS, ModelSpec\n"
         "x = np.random.default_rng(0).normal(size=(200, 3)); y = np.sign(x[:, 0])\n"
-        "for kind in sorted(set(MODEL_KINDS) - TORCH_KINDS):\n"
+        "for kind in sorted(set(MODEL_KINDS) - TORCH_KINDS - RL_KINDS):\n"
         "    fit_model(ModelSpec(kind=kind), x, y, device='auto', n_jobs=1, seed=0)\n"
         "print('torch' in sys.modules)\n"
     )

@@ -1,6 +1,6 @@
 """Retraining inside a backtest, as the daemon's trainer would, on the simulated clock.
 
-Same learning code (:func:`~forexd.models.trainer.train_challenger`), same schedule and the
+Same learning code (:func:`~forexd.rl.trainer.train_cycle`), same schedule and the
 same :func:`~forexd.models.champion.promote` as :mod:`forexd.daemon.trainer`; the winner
 is handed to the strategy and trades from the next bar. Differences from live, by
 construction: nothing is written to a registry, and live training finishes some bars after
@@ -16,7 +16,7 @@ from forexd.domain import get_instrument, ns_to_iso
 from forexd.errors import ForexdError
 from forexd.models.champion import LiveChampion, RetrainSchedule, promote
 from forexd.models.trainconfig import Candles, periods_per_year
-from forexd.models.trainer import train_challenger
+from forexd.rl.trainer import train_cycle
 from forexd.strategies.base import Strategy
 from forexd.strategies.ml import MlStrategy
 
@@ -55,9 +55,10 @@ class BacktestTrainer:
         outcome: dict[str, Any] = {"cycle_id": cycle_id, "until": until}
         current = self.strategy.champion
         try:
-            result = train_challenger(
+            result = train_cycle(
                 candles,
                 params,
+                symbol=self.symbol,
                 pip_size=get_instrument(self.symbol).pip_size,
                 n_jobs=n_jobs,
                 bars_per_year=periods_per_year(timeframe_seconds),

@@ -27,7 +27,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("backtest", "backtest", "replay history through the live strategy/risk code"),
     ("train", "ml", "walk-forward evaluation of a model, offline"),
     ("search", "ml", "Optuna search over model/strategy parameters"),
-    ("models", "ml", "the model registry: list, show, promote"),
+    ("models", "ml", "the model registry: list, show, promote, compare"),
     ("data", "data", "manage stored candles (import)"),
     ("risk", "risk", "inspect or repair the risk state file offline"),
     ("config", "system", "configuration tools (check)"),

@@ -21,20 +21,28 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forexd.cli.ml_data import check_extras, cli_budget, load_candle_file
 from forexd.cli.options import add_candle_format, add_json, add_location, add_timeframe
 from forexd.cli.output import Output, Spinner
 from forexd.cli.parser import bind, check_param_names
-from forexd.errors import ConfigError, DataError
+from forexd.errors import ConfigError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from forexd.config import Settings
-    from forexd.daemon.budget import ComputeBudget
-    from forexd.models.trainconfig import Candles
     from forexd.strategies.ml_params import MlParams
 
-MODEL_ACTIONS = ("list", "show", "promote")
+
+def _configure_models(models: argparse.ArgumentParser) -> None:
+    from forexd.cli.compare import add_compare_args
+
+    models.add_argument("models_action", choices=MODEL_ACTIONS, metavar="ACTION",
+                        help="list, show ID, promote ID, or compare ID [ID ...]")  # fmt: skip
+    models.add_argument("model_id", nargs="?", metavar="ID", help="for show, promote, compare")
+    models.add_argument("--symbol", help="list: only this symbol")
+    add_json(models)
+    add_location(models)
+    add_compare_args(models)
+    bind(models, handle_models)
 
 
 def configure(name: str, p: argparse.ArgumentParser) -> None:
@@ -68,6 +76,11 @@ def _configure_train(train: argparse.ArgumentParser) -> None:
     _data_args(train)
     train.add_argument("--model", choices=MODEL_KINDS, help="model kind (default: config's)")
     train.add_argument(
+        "--timesteps",
+        type=int,
+        help="recurrent_ppo: environment steps per fit (capped by the compute budget)",
+    )
+    train.add_argument(
         "--register",
         action="store_true",
         help="also fit the final model and register it as a challenger in the data dir",
@@ -98,14 +111,7 @@ def _configure_search(search: argparse.ArgumentParser) -> None:
     bind(search, handle_search)
 
 
-def _configure_models(models: argparse.ArgumentParser) -> None:
-    models.add_argument("models_action", choices=MODEL_ACTIONS, metavar="ACTION",
-                        help="list, show ID, or promote ID")  # fmt: skip
-    models.add_argument("model_id", nargs="?", metavar="ID", help="for show and promote")
-    models.add_argument("--symbol", help="list: only this symbol")
-    add_json(models)
-    add_location(models)
-    bind(models, handle_models)
+MODEL_ACTIONS = ("list", "show", "promote", "compare")
 
 
 # --------------------------------------------------------------------------- shared
@@ -119,17 +125,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         data_dir=getattr(args, "data_dir", None),
         runtime_dir=getattr(args, "runtime_dir", None),
     )
-
-
-def _budget(settings: Settings) -> ComputeBudget:
-    """The daemon's budget for one symbol, with its thread caps applied to this process."""
-    from forexd.daemon.budget import budget_from_config
-    from forexd.daemon.hardware import detect_hardware
-    from forexd.daemon.threads import ThreadLimiter
-
-    budget = budget_from_config(settings.compute, detect_hardware(), 1)
-    ThreadLimiter().apply(budget.blas_threads)
-    return budget
 
 
 def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> MlParams:
@@ -148,6 +143,11 @@ def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> M
         raw["model"] = ModelSpec(kind=model).model_dump(mode="json")
     if args.lookback_candles is not None:
         raw["lookback_candles"] = args.lookback_candles
+    timesteps = getattr(args, "timesteps", None)
+    if timesteps is not None:  # --timesteps: RL kinds only
+        from forexd.models.rl_ppo import timesteps_override
+
+        raw["model"] = timesteps_override(raw.get("model"), timesteps)
     check_param_names(f"{symbol} ml params:", "ml", MlParams, raw)
     try:
         return MlParams(**raw)
@@ -156,41 +156,6 @@ def _base_params(settings: Settings, symbol: str, args: argparse.Namespace) -> M
             f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{symbol} ml params: {problems}") from None
-
-
-def _load(args: argparse.Namespace) -> tuple[str, Candles, int]:
-    """``(symbol, candles at --timeframe, timeframe seconds)`` from ``--data``."""
-    from forexd.domain import get_instrument
-    from forexd.domain.timeframes import TIMEFRAME_SECONDS
-    from forexd.feeds.loaders import load_candles, resample_candles
-    from forexd.models.trainconfig import Candles
-
-    symbol = get_instrument(args.symbol).symbol
-    frame = load_candles(args.data, args.data_format)
-    seconds = TIMEFRAME_SECONDS[args.timeframe]
-    step = _spacing_s(frame)
-    if step > seconds:
-        raise DataError(
-            f"{args.data} holds bars {step} s apart, coarser than --timeframe {args.timeframe} "
-            f"({seconds} s); choose a timeframe of at least {step} s"
-        )
-    if step < seconds:
-        frame = resample_candles(frame, seconds)
-    return symbol, Candles.from_frame(frame), seconds
-
-
-def _spacing_s(frame: pd.DataFrame) -> int:
-    import numpy as np
-
-    ts = frame["ts"].to_numpy(dtype=np.int64)
-    return int(np.median(np.diff(ts)) // 1_000_000_000) if len(ts) > 1 else 0
-
-
-def _torch_check(params: MlParams) -> None:
-    if params.model.uses_torch:
-        from forexd.models.torch_models import import_torch
-
-        import_torch()  # raises TorchUnavailableError with the install hint
 
 
 # --------------------------------------------------------------------------- train
@@ -202,23 +167,30 @@ def handle_train(args: argparse.Namespace, out: Output) -> int:
     from forexd.daemon.backends import make_executor
     from forexd.domain import get_instrument
     from forexd.models.trainconfig import periods_per_year
-    from forexd.models.trainer import train_challenger
+    from forexd.rl.trainer import train_cycle
 
     settings = _settings(args)
     with Spinner(out, f"reading {args.data}"):
-        symbol, candles, seconds = _load(args)
+        symbol, candles, seconds = load_candle_file(args)
     params = _base_params(settings, symbol, args)
-    _torch_check(params)
-    budget = _budget(settings)
+    check_extras(params)
+    budget = cli_budget(settings, one_thread=params.model.is_rl)
     torch = params.model.uses_torch
     executor = make_executor(settings.compute, budget, ray_address=args.ray, use_gpu=torch)
+    if executor.backend != "local" and params.model.is_rl:
+        executor.close()
+        raise ConfigError(
+            f"{params.model.kind} trains in the local bar simulator only; drop --ray "
+            '(or set [compute] backend = "local") to train it'
+        )
     try:
         if executor.backend == "local":
             what = f"{symbol} {params.model.kind}"
             with progress_bar(enabled=not args.json, what=what) as progress:
-                result = train_challenger(
+                result = train_cycle(
                     candles,
                     params,
+                    symbol=symbol,
                     pip_size=get_instrument(symbol).pip_size,
                     n_jobs=budget.blas_threads,
                     bars_per_year=periods_per_year(seconds),
@@ -316,10 +288,10 @@ def handle_search(args: argparse.Namespace, out: Output) -> int:
     optuna = require_extra("optuna", "forexd search")  # before loading data: fail fast
     settings = _settings(args)
     with Spinner(out, f"reading {args.data}"):
-        symbol, candles, seconds = _load(args)
+        symbol, candles, seconds = load_candle_file(args)
     params = _base_params(settings, symbol, argparse.Namespace(**{**vars(args), "model": None}))
     kinds = tuple(dict.fromkeys(args.model)) if args.model else SKLEARN_KINDS
-    budget = _budget(settings)
+    budget = cli_budget(settings)
     study_dir = args.study_dir or resolve_paths(settings).data_dir / "studies"
     from forexd.models.spec import TORCH_KINDS
 
@@ -359,13 +331,18 @@ def handle_search(args: argparse.Namespace, out: Output) -> int:
 
 
 def handle_models(args: argparse.Namespace, out: Output) -> int:
-    """``models list``, ``models show ID`` and ``models promote ID``."""
+    """``models list``, ``models show ID``, ``models promote ID`` and ``models compare``."""
     from forexd.cli.ml_render import model_details, models_table
     from forexd.daemon.paths import resolve_paths
     from forexd.storage.model_registry import ModelRegistry
 
-    paths = resolve_paths(_settings(args))
+    settings = _settings(args)
+    paths = resolve_paths(settings)
     registry = ModelRegistry(paths.db, paths.models)
+    if args.models_action == "compare":
+        from forexd.cli.compare import handle_compare
+
+        return handle_compare(args, out, settings, registry)
     if args.models_action == "list":
         symbol = args.symbol.upper() if args.symbol else None
         records = [r.to_dict() for r in registry.list(symbol)]

@@ -23,26 +23,11 @@ import anyio
 import anyio.to_process
 
 from forexd.errors import ForexdError
+from forexd.models.device import device_key
 
 T = TypeVar("T")
 Executor = Literal["threads", "processes"]
 JOBS_PER_GPU = 1  # CUDA contexts from several threads on one GPU: one at a time by default
-
-
-def device_key(name: str) -> str:
-    """The one name of a device, for per-device semaphores.
-
-    ``cuda`` means torch's current device, which is ``cuda:0`` unless a process changes it
-    (forexd never does), so ``cuda``, ``CUDA`` and ``cuda:0`` are the same GPU and must
-    share one semaphore. Anything that is not CUDA is returned lower-cased and stripped.
-    """
-    key = name.strip().lower()
-    if key == "cuda":
-        return "cuda:0"
-    index = key.removeprefix("cuda:")
-    if key.startswith("cuda:") and index.isdigit():
-        return f"cuda:{int(index)}"  # "cuda:00" is cuda:0 as well
-    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +87,7 @@ class ComputePool:
         Raises:
             DeviceWaitTimeoutError: no slot came free within ``timeout_s``.
         """
-        key = device_key(name)
+        key = device_key(name)  # `cuda` and `cuda:0` are one GPU, so one semaphore
         if key == "cpu":
             yield
             return

@@ -2,9 +2,10 @@
 spawned process). The loop half is :mod:`forexd.daemon.trainer`.
 
 :func:`training_job` reads the symbol's candles from the store (its own read-only
-connection), runs :func:`~forexd.models.trainer.train_challenger` and writes the artifact
-file. It returns the registry row instead of writing it: rows go through the daemon's one
-storage writer, from the event loop (see :mod:`forexd.storage.model_registry`).
+connection), runs :func:`~forexd.rl.trainer.train_cycle` (the supervised or the RL
+cycle) and writes the artifact file. It returns the registry row instead of writing it:
+rows go through the daemon's one storage writer, from the event loop (see
+:mod:`forexd.storage.model_registry`).
 
 A worker thread cannot be killed. :class:`CycleHandle` is how the loop and the thread part
 ways when the loop stops waiting (timeout, shutdown): the thread checks it between steps and
@@ -31,7 +32,8 @@ from forexd.errors import DataError
 from forexd.models.artifacts import save_model
 from forexd.models.promotion import Champion
 from forexd.models.trainconfig import Candles, TrainConfig, periods_per_year
-from forexd.models.trainer import CycleResult, train_challenger
+from forexd.models.trainer import CycleResult
+from forexd.rl.trainer import train_cycle
 from forexd.storage.db import now_ns, open_sync
 from forexd.storage.model_registry import ModelRecord, ModelRegistry, new_model_id
 
@@ -178,7 +180,7 @@ def training_job(
     candles, timeframe, seconds = read_training_candles(
         ctx.paths.db, symbol, bar_times, config.lookback_candles
     )
-    result = train_challenger(
+    result = train_cycle(
         candles,
         config,
         pip_size=get_instrument(symbol).pip_size,
@@ -188,6 +190,7 @@ def training_job(
         stop=handle.check,
         phase=handle.phase,
         device=device,
+        symbol=symbol,
         progress=handle.progress,
     )
     created = now_ns()

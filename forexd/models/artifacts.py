@@ -2,7 +2,8 @@
 
 Format: one uncompressed zip holding ``meta.json`` (format version, backend, spec, classes,
 feature names, fit info, caller metadata) and the payload: ``model.skops`` for
-scikit-learn models, ``state_dict.pt`` for torch models.
+scikit-learn models, ``state_dict.pt`` for torch models, ``policy.pt`` for RL agents (a
+tensor dict, see :mod:`forexd.models.rl_ppo`; never sb3's pickled zip).
 
 Options weighed: pickle/joblib would load anything, including code an attacker placed in a
 models directory; skops loads only types it is told to trust. We do not trust blindly: the
@@ -63,6 +64,11 @@ def _payload(model: TrainedModel) -> tuple[str, bytes]:
         import skops.io
 
         return SKOPS_NAME, skops.io.dumps(model.estimator)
+    if model.backend == "rl":
+        from forexd.models.rl_ppo import PAYLOAD_NAME, RlModel
+
+        assert isinstance(model, RlModel)
+        return PAYLOAD_NAME, model.payload()
     from forexd.models.torch_models import TorchModel, import_torch
 
     if not isinstance(model, TorchModel):
@@ -227,7 +233,14 @@ def load_model(path: Path, *, device: str = "cpu", n_jobs: int = 1) -> TrainedMo
         model.set_n_jobs(n_jobs)
         if not np.array_equal(np.asarray(estimator.classes_), classes):
             raise ArtifactError(f"model artifact {path}: classes in meta.json and model differ")
-    elif backend == "torch" and spec.uses_torch:
+    elif backend == "rl" and spec.is_rl:
+        from forexd.models.device import choose_device
+        from forexd.models.rl_ppo import RlModel, load_rl
+
+        resolved = choose_device(device)
+        policy, mean, scale = load_rl(path, payload, spec, n_features, resolved)
+        model = RlModel(spec, policy, mean, scale, resolved, n_features, names, info)
+    elif backend == "torch" and spec.uses_torch and not spec.is_rl:
         from forexd.models.device import choose_device
         from forexd.models.torch_models import TorchModel
 

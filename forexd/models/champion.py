@@ -21,6 +21,7 @@ from forexd.models.promotion import Champion
 from forexd.models.trained import TrainedModel
 
 if TYPE_CHECKING:
+    from forexd.models.rl_live import RecurrentRunner
     from forexd.models.trainer import CycleResult
 
 FloatArray = npt.NDArray[np.float64]
@@ -72,6 +73,9 @@ class LiveChampion:
         down: column of P(down).
         info: what ``ctl status`` shows about it (id, kind, dates, out-of-sample figures).
         fast: the numpy fast path of a logistic model, if it reproduced sklearn.
+        runner: an RL agent's :class:`~forexd.models.rl_live.RecurrentRunner`, which
+            carries its recurrent state from bar to bar (and rebuilds it from history on
+            the first bar after a load, a promotion or a restart); ``None`` for classifiers.
     """
 
     champion: Champion
@@ -79,6 +83,7 @@ class LiveChampion:
     down: int
     info: dict[str, Any]
     fast: Callable[[FloatArray], FloatArray] | None
+    runner: RecurrentRunner | None = None
 
     @property
     def model_id(self) -> str:
@@ -100,7 +105,14 @@ class LiveChampion:
                 "(-1, or 0 of 0/1) class to trade on"
             )
         fast = _logistic_fast_path(champion.model)
-        return cls(champion, classes.index(1), classes.index(down), info, fast)
+        runner = None
+        if champion.model.backend == "rl":  # the agent's state is carried bar to bar
+            from forexd.models.rl_live import RecurrentRunner
+            from forexd.models.rl_ppo import RlModel
+
+            assert isinstance(champion.model, RlModel)
+            runner = RecurrentRunner(champion.model, champion.features)
+        return cls(champion, classes.index(1), classes.index(down), info, fast, runner)
 
 
 def promote(result: CycleResult, model_id: str, info: dict[str, Any]) -> LiveChampion | None:

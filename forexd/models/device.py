@@ -57,3 +57,24 @@ def choose_device(preferred: str = "auto") -> str:
                 "device(s), numbered from 0"
             )
     return name
+
+
+def device_key(device: str) -> str:
+    """The semaphore key of a device: ``cuda`` and ``cuda:0`` are the same GPU.
+
+    The one normalisation of device names for every per-device semaphore (the daemon's
+    compute pool and ``forexd models compare``): keyed by the raw string, ``cuda`` and
+    ``cuda:0`` would get two semaphores and two jobs would share one GPU.
+
+    Raises:
+        ModelError: not ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+    name = device.strip().lower()
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda":
+        return "cuda:0"
+    index = name.removeprefix("cuda:")
+    if name.startswith("cuda:") and index.isdigit():
+        return f"cuda:{int(index)}"
+    raise ModelError(f"device {device!r} is not one of cpu, cuda, cuda:N")

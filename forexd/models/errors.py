@@ -38,3 +38,10 @@ class ArtifactError(ModelError):
 
 
 TORCH_INSTALL_HINT = "install the extra with: pip install 'forexd[torch]'"
+
+
+class RlUnavailableError(ModelError):
+    """An RL kind (``recurrent_ppo``) was asked for but the ``rl`` extra is not installed."""
+
+
+RL_INSTALL_HINT = "install the extra with: pip install 'forexd[rl]'"

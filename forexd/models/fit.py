@@ -183,6 +183,11 @@ def fit_model(
         FitError: the estimator raised, diverged or did not converge (names the kind).
         ModelError: ``n_jobs`` below 1 or a bad device.
     """
+    if spec.is_rl:
+        raise ModelError(
+            f"{spec.kind} is an RL agent: it trains on bars in the backtest environment, not "
+            "on labels; use forexd.rl.trainer (forexd train --model recurrent_ppo)"
+        )
     if n_jobs < 1:
         raise ModelError(f"{spec.kind}: n_jobs must be >= 1 (a bounded thread count), got {n_jobs}")
     arr = check_matrix(x, None, f"{spec.kind} fit")

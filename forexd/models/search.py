@@ -31,7 +31,7 @@ from forexd.features import compute_features
 from forexd.models.errors import TORCH_INSTALL_HINT, ModelError
 from forexd.models.executor import JobExecutor, JobHandle, LocalExecutor
 from forexd.models.jobs import SearchData, evaluate_trial
-from forexd.models.spec import MODEL_KINDS, TORCH_KINDS, build_model_spec
+from forexd.models.spec import MODEL_KINDS, RL_KINDS, TORCH_KINDS, build_model_spec
 from forexd.models.study import (
     StudyLock,
     best_trading_trial,
@@ -211,6 +211,12 @@ def run_search(
 
     if train_workers < 1 or blas_threads < 1:
         raise ConfigError("train_workers and blas_threads must each be at least 1")
+    rl = [k for k in kinds if k in RL_KINDS]
+    if rl:
+        raise ConfigError(
+            f"search does not cover RL kinds ({', '.join(rl)}) yet; evaluate them with "
+            "forexd train --model recurrent_ppo --timesteps N"
+        )
     if any(k in TORCH_KINDS for k in kinds) and importlib.util.find_spec("torch") is None:
         raise TorchUnavailableError(f"searching mlp/gru needs PyTorch; {TORCH_INSTALL_HINT}")
     if len(candles) < base.lookback_candles:

@@ -15,9 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from forexd.errors import ConfigError
 
-ModelKind = Literal["logistic", "hist_gradient_boosting", "random_forest", "mlp", "gru"]
+ModelKind = Literal[
+    "logistic", "hist_gradient_boosting", "random_forest", "mlp", "gru", "recurrent_ppo"
+]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
-TORCH_KINDS = frozenset({"mlp", "gru"})
+TORCH_KINDS = frozenset({"mlp", "gru", "recurrent_ppo"})
+RL_KINDS = frozenset({"recurrent_ppo"})
 
 
 class _Params(BaseModel):
@@ -101,8 +104,36 @@ class GruParams(TorchTrainParams):
     num_layers: int = Field(1, ge=1, le=8)
 
 
+class RecurrentPpoParams(_Params):
+    """RecurrentPPO (sb3-contrib, LSTM policy) trading short/flat/long; see models/rl_ppo.py.
+
+    ``timesteps`` is the training budget per fit (environment steps); the trainer caps it
+    by the compute budget (``rl_ppo.max_timesteps``). ``context_bars`` feature rows before
+    the first traded bar build the recurrent state (evaluation and live restarts alike).
+    """
+
+    timesteps: int = Field(8192, ge=64, le=50_000_000, description="env steps per fit")
+    n_steps: int = Field(256, ge=8, le=65_536, description="rollout length")
+    batch_size: int = Field(64, ge=2, le=65_536)
+    n_epochs: int = Field(4, ge=1, le=100)
+    learning_rate: float = Field(3e-4, gt=0, le=1)
+    gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1)
+    clip_range: float = Field(0.2, gt=0, le=1)
+    ent_coef: float = Field(0.01, ge=0, le=1)
+    hidden_sizes: tuple[int, ...] = Field((32,), max_length=8)
+    lstm_hidden_size: int = Field(32, ge=1, le=4096)
+    episode_bars: int = Field(512, ge=8, le=1_000_000, description="bars per training episode")
+    context_bars: int = Field(48, ge=0, le=100_000, description="burn-in rows for the state")
+
+
 HyperParams = (
-    LogisticParams | HistGradientBoostingParams | RandomForestParams | MlpParams | GruParams
+    LogisticParams
+    | HistGradientBoostingParams
+    | RandomForestParams
+    | MlpParams
+    | GruParams
+    | RecurrentPpoParams
 )
 PARAMS: dict[str, type[_Params]] = {
     "logistic": LogisticParams,
@@ -110,6 +141,7 @@ PARAMS: dict[str, type[_Params]] = {
     "random_forest": RandomForestParams,
     "mlp": MlpParams,
     "gru": GruParams,
+    "recurrent_ppo": RecurrentPpoParams,
 }
 
 
@@ -151,6 +183,11 @@ class ModelSpec(BaseModel):
     def uses_torch(self) -> bool:
         """Whether this kind needs the ``torch`` extra."""
         return self.kind in TORCH_KINDS
+
+    @property
+    def is_rl(self) -> bool:
+        """Whether this kind is a reinforcement-learning agent (needs the ``rl`` extra)."""
+        return self.kind in RL_KINDS
 
 
 def build_model_spec(raw: Mapping[str, Any], where: str = "model") -> ModelSpec:

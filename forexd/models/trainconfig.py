@@ -19,7 +19,7 @@ from forexd.domain.bars import FloatArray, IntArray
 from forexd.features import FeatureSpec
 from forexd.features.labels import direction_labels, triple_barrier_labels
 from forexd.models.metrics import H1_PERIODS_PER_YEAR
-from forexd.models.spec import GruParams, ModelSpec
+from forexd.models.spec import GruParams, ModelSpec, RecurrentPpoParams
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,6 +88,9 @@ class WalkForwardSettings(_Frozen):
     min_train_rows: int = Field(100, ge=10)
     spread_pips: float = Field(0.8, ge=0, le=100)
     commission_per_million: float = Field(0.0, ge=0)
+    slippage_pips: float = Field(
+        0.0, ge=0, le=100, description="RL kinds: adverse slippage per fill in the backtest env"
+    )
 
 
 class TrainConfig(_Frozen):
@@ -129,8 +132,10 @@ class TrainConfig(_Frozen):
 
     @property
     def context_rows(self) -> int:
-        """Earlier feature rows one prediction needs (GRU window - 1, else 0)."""
+        """Earlier feature rows one prediction needs (GRU window - 1, RL burn-in, else 0)."""
         params = self.model.params
+        if isinstance(params, RecurrentPpoParams):
+            return params.context_bars
         return params.window - 1 if isinstance(params, GruParams) else 0
 
     @property

@@ -18,7 +18,7 @@ from forexd.domain.bars import FloatArray, IntArray
 from forexd.models.errors import FeatureError
 from forexd.models.spec import ModelSpec
 
-Backend = Literal["sklearn", "torch"]
+Backend = Literal["sklearn", "torch", "rl"]
 
 
 def check_matrix(x: FloatArray, n_features: int | None, what: str) -> FloatArray:

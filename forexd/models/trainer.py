@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from forexd.features import compute_features
-from forexd.models.errors import InsufficientDataError
+from forexd.models.errors import InsufficientDataError, ModelError
 from forexd.models.fit import fit_model
 from forexd.models.metrics import H1_PERIODS_PER_YEAR
 from forexd.models.promotion import Champion, Comparison, compare_with_champion
@@ -126,7 +126,13 @@ def train_challenger(
         LabelError: one-class labels.
         DataError: bad candles (non-positive prices, unsorted times).
         FitError, FeatureError, TorchUnavailableError: from the fits.
+        ModelError: an RL kind (see :func:`forexd.rl.trainer.train_cycle`).
     """
+    if config.model.is_rl:  # agents train in the bar simulator, not on labels
+        raise ModelError(
+            f"{config.model.kind} is an RL agent: its cycle runs in the bar simulator; "
+            "call forexd.rl.trainer.train_cycle"
+        )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if len(candles) < config.lookback_candles:

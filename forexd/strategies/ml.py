@@ -5,7 +5,9 @@
 ``predict_proba`` call (or the logistic fast path), and a threshold rule — long when P(up)
 reaches ``entry_threshold`` (and beats P(down)), short likewise, and an open position is
 kept while its side's probability stays at or above ``exit_threshold``. No champion yet:
-no trade.
+no trade. An RL agent (``recurrent_ppo``) is different only in what it returns: its
+champion carries a :class:`~forexd.models.rl_live.RecurrentRunner` (``LiveChampion.runner``)
+that steps the agent's recurrent state one bar at a time, and its action is the target.
 
 Training, restoring the champion from the registry and promotion are not the strategy's:
 the daemon's trainer (:mod:`forexd.daemon.trainer`) and the backtest's
@@ -21,7 +23,7 @@ those two packages at import time; the one function the bar path needs is import
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import structlog
@@ -57,7 +59,7 @@ class MlStrategy:
         self.params = params
         self._live: LiveChampion | None = None
         # (bar ts, champion, probabilities) from predict_next, computed off the loop.
-        self._prepared: tuple[int, LiveChampion, FloatArray] | None = None
+        self._prepared: tuple[int, LiveChampion, FloatArray | int | None] | None = None
         self._log: Any = structlog.get_logger().bind(component="strategy", strategy="ml")
         self.decide_errors = 0
         self.last_decide_error: str | None = None
@@ -96,8 +98,10 @@ class MlStrategy:
             return None
         prepared, self._prepared = self._prepared, None
         try:
+            if live.runner is not None:  # an RL agent: its action is the target
+                return self._agent_target(live, history, prepared)
             if prepared is not None and prepared[0] == history.times(1)[0] and prepared[1] is live:
-                proba = prepared[2]  # predicted off the loop for this very bar and champion
+                proba = cast("FloatArray", prepared[2])  # predicted off the loop for this bar
             else:
                 proba = self._proba(live, history, need)
         except ForexdError as exc:  # bad bars or a model that cannot predict: no trade
@@ -124,10 +128,28 @@ class MlStrategy:
         if live is None or len(history) < live.champion.history_bars:
             return
         try:
+            if live.runner is not None:  # the agent steps its state here, off the loop
+                self._prepared = (int(history.last_ts), live, live.runner.sign(history))
+                return
             proba = self._proba(live, history, live.champion.history_bars)
         except ForexdError:
             return
         self._prepared = (int(history.last_ts), live, proba)
+
+    def _agent_target(
+        self, live: LiveChampion, history: BarHistory, prepared: tuple[int, Any, Any] | None
+    ) -> int | None:
+        """An RL agent's target: its action (-1/0/+1) times ``units``.
+
+        The action stepped off the loop for this very bar and champion is used as is (the
+        runner already carried its state past this bar); otherwise the runner steps here.
+        """
+        assert live.runner is not None
+        if prepared is not None and prepared[0] == history.times(1)[0] and prepared[1] is live:
+            sign = prepared[2]
+        else:
+            sign = live.runner.sign(history)
+        return None if sign is None else int(sign) * self.params.units
 
     @staticmethod
     def _proba(live: LiveChampion, history: Any, need: int) -> FloatArray:

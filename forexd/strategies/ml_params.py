@@ -11,7 +11,7 @@ import importlib.util
 
 from pydantic import Field, model_validator
 
-from forexd.models.errors import TORCH_INSTALL_HINT
+from forexd.models.errors import RL_INSTALL_HINT, TORCH_INSTALL_HINT
 from forexd.models.trainconfig import TrainConfig
 
 
@@ -47,4 +47,6 @@ class MlParams(TrainConfig):
             )
         if self.model.uses_torch and importlib.util.find_spec("torch") is None:
             raise ValueError(f"model.kind = {self.model.kind} needs PyTorch; {TORCH_INSTALL_HINT}")
+        if self.model.is_rl and importlib.util.find_spec("sb3_contrib") is None:  # issue 14
+            raise ValueError(f"model.kind = {self.model.kind} needs sb3-contrib; {RL_INSTALL_HINT}")
         return self
