@@ -88,7 +88,10 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=2, help="models on the GPU at once")
     parser.add_argument("--timesteps", type=int, default=4096)
     parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--quick", action="store_true", help="1,024 timesteps (make bench)")
     args = parser.parse_args()
+    if args.quick:
+        args.timesteps = 1024
     try:
         import torch
     except ImportError:

@@ -69,7 +69,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument(CHILD, action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="one short round (make bench)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 1, 2.0
     if args.child:
         child(args.seconds)
         return

@@ -63,7 +63,10 @@ def main() -> None:
     """Time every command round robin and print the pairs as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one round (make bench)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 1
     with tempfile.TemporaryDirectory(prefix="fxp-", dir="/tmp") as tmp:
         cmds = commands(tmp)
         times: dict[str, list[float]] = {name: [] for name in cmds}

@@ -85,7 +85,10 @@ def main() -> None:
     """Run both variants and print the figures as JSON."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="4 trials (make bench)")
     args = parser.parse_args()
+    if args.quick:
+        args.trials = 4
     from forexd.daemon.threads import ThreadLimiter
     from forexd.models.executor import LocalExecutor
 
