@@ -118,9 +118,9 @@ def _drive_one(
             bar = Bar(symbol, t, o, h, lo, c, v)
             fills = on_bar(bar)
             if fills:
-                for f in fills:
+                for f, after in zip(fills, ledger.fill_balances, strict=True):
                     on_fill(f)
-                    rows.append((i, 0, f.ts, f.units, f.price, f.commission, ledger.balance))
+                    rows.append((i, 0, f.ts, f.units, f.price, f.commission, after))
             order = decide(bar)
             if order is not None:
                 submit(order)
@@ -151,9 +151,9 @@ def _drive_many(
             bar = Bar(symbols[k], t, o, h, lo, c, v)
             fills = on_bar(bar)
             if fills:
-                for f in fills:
+                for f, after in zip(fills, ledger.fill_balances, strict=True):
                     core.on_fill(f)
-                    rows.append((i, k, f.ts, f.units, f.price, f.commission, ledger.balance))
+                    rows.append((i, k, f.ts, f.units, f.price, f.commission, after))
             order = core.on_bar(bar)
             if order is not None:
                 submit(order)

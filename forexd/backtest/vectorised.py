@@ -10,8 +10,10 @@ operation, including Python's correctly rounded ``round()`` (see :func:`fill_pri
 positions and realised P&L are ``Position.apply`` replayed (:mod:`positions`); balances are
 the ledger's running sums, which ``numpy.cumsum`` adds in the same order. The results are
 therefore the same numbers, not just close ones; the parity tests compare them on a year of
-real data. A risk gate is not supported here: it is stateful and order-by-order, so a run
-with one needs the event-driven engine.
+real data. Protective stops make the path depend on prices, not only on targets; a run with
+them walks from event to event through the shared ledger (:mod:`forexd.backtest.stops`) and
+gives the same fills too. A risk gate is not supported here: it is stateful and
+order-by-order, so a run with one needs the event-driven engine.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from forexd.backtest.data import MarketData, SymbolSeries
 from forexd.backtest.positions import PositionPath, replay_positions
+from forexd.backtest.stops import protected_fills, protection_params
 from forexd.backtest.trades import FillTable
 from forexd.brokers.ledger import CostModel
 from forexd.domain import ACCOUNT_CURRENCY, Instrument
@@ -84,13 +87,20 @@ def held_positions(targets: IntArray) -> IntArray:
 def symbol_fills(
     series: SymbolSeries, strategy: VectorisedStrategy, costs: CostModel
 ) -> tuple[IntArray, IntArray, FloatArray, FloatArray, PositionPath]:
-    """One symbol's fills: local bar, units, price, commission, replayed positions."""
-    held = held_positions(strategy.targets(series.bar_arrays()))
-    delta = np.diff(held, prepend=0)
-    at = np.flatnonzero(delta)
-    units = delta[at]
-    price = fill_prices(costs, series.instrument, series.open[at], units)
-    fee = commissions(costs, series.instrument, units, price)
+    """One symbol's fills: local bar, units, price, commission, replayed positions.
+
+    A strategy with protective stops goes through :func:`forexd.backtest.stops.protected_fills`.
+    """
+    params = protection_params(strategy)
+    if params is not None:
+        at, units, price, fee = protected_fills(series, strategy, params, costs)
+    else:
+        held = held_positions(strategy.targets(series.bar_arrays()))
+        delta = np.diff(held, prepend=0)
+        at = np.flatnonzero(delta)
+        units = delta[at]
+        price = fill_prices(costs, series.instrument, series.open[at], units)
+        fee = commissions(costs, series.instrument, units, price)
     path = replay_positions(series.instrument, series.ts[at], units, price, fee)
     return at, units, price, fee, path
 

@@ -99,7 +99,13 @@ class BrokerGuard:
     # -- OrderGate / RiskHooks ----------------------------------------------------------
 
     def check(
-        self, symbol: str, units: int, position_units: int, price: float, ts: int
+        self,
+        symbol: str,
+        units: int,
+        position_units: int,
+        price: float,
+        ts: int,
+        stop_distance: float | None = None,
     ) -> GateDecision:
         """Deny while degraded; reduce-only while unresolved or drifted; then risk."""
         state, reason = self._blocking(symbol)
@@ -117,7 +123,7 @@ class BrokerGuard:
             units = clipped
         if self.inner is None:
             return GateDecision(units, None)
-        return self.inner.check(symbol, units, position_units, price, ts)
+        return self.inner.check(symbol, units, position_units, price, ts, stop_distance)
 
     def on_fill(self, realized: float, commission: float, ts: int) -> None:
         """Pass a fill on to the risk gate."""

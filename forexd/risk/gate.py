@@ -99,6 +99,7 @@ class RiskGate(RiskBook):
         positions: Mapping[str, Holding],
         equity: float,
         now_ns: int,
+        stop_distance: float | None = None,
     ) -> Approval | Denial:
         """Approve (possibly clipped) or deny an order; record it in the state.
 
@@ -109,6 +110,8 @@ class RiskGate(RiskBook):
             positions: every open position with its mark price; ``symbol`` may be absent.
             equity: account equity now (USD), balance plus unrealised P&L.
             now_ns: current time (epoch ns; the simulated clock in a backtest).
+            stop_distance: the order's stop-loss distance (price units), ``None`` without
+                one; with ``require_stop`` an order that is not reducing needs one.
 
         Returns:
             An :class:`Approval` the caller must send as is (it took an order-rate slot),
@@ -139,6 +142,9 @@ class RiskGate(RiskBook):
         reducing = (pos > 0 and -pos <= units < 0) or (pos < 0 and 0 < units <= -pos)
         allowed = units
         clipped_by: DenialReason | None = None
+        if not reducing and self._limits.require_stop and stop_distance is None:
+            detail = "[risk] require_stop is on; give the strategy a stop (stop_atr)"
+            return self._deny(symbol, units, DenialReason.NO_STOP, detail)
         if not reducing:
             restrict: DenialReason | None = None
             if account.state is _REDUCING:
