@@ -179,3 +179,13 @@ def test_require_stop_denies_an_opening_order_without_a_stop_and_counts_it() -> 
     )
     assert getattr(ok, "units", None) == 10_000
     assert gate.stats().denials == {DenialReason.NO_STOP: 1}
+
+
+def test_fixed_fractional_sizing_uses_the_orders_own_stop_distance() -> None:
+    """1 % of 100k at a 50-pip stop is 200,000 units, whatever the ATR multiple says."""
+    from forexd.risk.sizing import SizingConfig
+
+    cfg = SizingConfig(risk_fraction=0.01, atr_multiple=2.0)
+    at_stop = cfg.units(EURUSD, equity=100_000.0, price=1.1, atr=0.001, stop_distance=0.005)
+    by_atr = cfg.units(EURUSD, equity=100_000.0, price=1.1, atr=0.001)
+    assert (at_stop, by_atr) == (200_000, 500_000)
