@@ -47,6 +47,7 @@ from forexd.brokers.oanda_resolve import (
     UnresolvedView,
     get_transaction,
     lookup_order,
+    protective_fills_since,
     resolve,
 )
 from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-exported
@@ -60,6 +61,7 @@ from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-export
     fill_from_transaction,
     malformed,
     oanda_client_id,
+    on_fill_details,
     positions_from,
     to_instrument,
 )
@@ -139,6 +141,8 @@ class OandaBroker:
         self._ignored_instruments: set[str] = set()
         self._snapshot: AccountSnapshot | None = None
         self._last_txn = 0
+        self._last_close: dict[str, float] = {}  # for take-profit prices
+        self._protect_cursor: int | None = None  # stops watched after this transaction
         self._problem: str | None = None
         self._problem_since: float | None = None
         self._counts = dict.fromkeys(
@@ -203,6 +207,16 @@ class OandaBroker:
                 "clientExtensions": {"id": wire, "tag": ORDER_TAG},
             }
         }
+        if order.protection is not None:
+            # Attached on fill: the stop exists at OANDA from the fill on (issue 12).
+            body["order"].update(
+                on_fill_details(
+                    order.protection,
+                    order.symbol,
+                    order.units,
+                    self._last_close.get(order.symbol),
+                )
+            )
         cursor = self._last_txn  # every transaction of this order comes after it
         status: int | None = None
         self._counts["posts"] += 1
@@ -328,11 +342,53 @@ class OandaBroker:
                 )
 
     async def on_bar(self, bar: Any) -> list[Fill]:
-        """Fills of this symbol's orders resolved since the last bar (no network here)."""
+        """Fills of this symbol resolved or made by its stops since the last bar (no I/O)."""
+        self._last_close[bar.symbol] = bar.close
         mine = [f for f in self._resolved_fills if f.symbol == bar.symbol]
         if mine:
             self._resolved_fills = [f for f in self._resolved_fills if f.symbol != bar.symbol]
         return mine
+
+    @property
+    def last_transaction_id(self) -> int:
+        """The newest transaction id seen in any answer (0 before the first)."""
+        return self._last_txn
+
+    def watch_protective(self, after_txn: int) -> None:
+        """Report stop/target fills made after transaction ``after_txn`` (see :meth:`run`)."""
+        self._protect_cursor = after_txn
+
+    async def protective_fills_since(self, after_txn: int) -> tuple[list[Fill], int]:
+        """Stop/target/trailing fills after ``after_txn`` and the last transaction read.
+
+        Raises:
+            BrokerError: OANDA could not be asked.
+        """
+        return await protective_fills_since(self._api, after_txn)
+
+    async def scan_protective(self) -> None:
+        """Queue the stop fills made since the watch cursor; :meth:`on_bar` hands them over.
+
+        Raises:
+            BrokerError: OANDA could not be asked (the cursor stays).
+        """
+        if self._protect_cursor is None:
+            return
+        fills, self._protect_cursor = await protective_fills_since(self._api, self._protect_cursor)
+        for fill in fills:
+            _log.warning(
+                "oanda_protective_fill",
+                symbol=fill.symbol,
+                units=fill.units,
+                price=fill.price,
+                reason=fill.reason,
+                fill_id=fill.fill_id,
+            )
+        self._resolved_fills.extend(fills)
+
+    def queued_units(self, symbol: str) -> int:
+        """Units of ``symbol`` fills queued for the next bar (drift counts them as done)."""
+        return sum(f.units for f in self._resolved_fills if f.symbol == symbol)
 
     def take_released(self, symbol: str) -> list[tuple[Order, str]]:
         """Orders of ``symbol`` proven never executed since the last call, with the proof."""
@@ -382,6 +438,7 @@ class OandaBroker:
                     next_refresh = anyio.current_time() + self._refresh_s
                 if self._unresolved:
                     await self.resolve_pending()
+                await self.scan_protective()
             except BrokerError as exc:
                 refused = isinstance(exc, OandaApiError) and exc.status in (401, 403)
                 # A token revoked for a while is an outage too: alert, keep retrying.
