@@ -56,6 +56,8 @@ async def test_the_stop_and_target_travel_in_the_market_order_and_live_at_the_br
     (tp,) = txns(fake, "TAKE_PROFIT_ORDER")
     assert (sl["tradeID"], sl["price"], sl["reason"]) == (fill.fill_id, "1.09820", "ON_FILL")
     assert (tp["tradeID"], tp["price"]) == (fill.fill_id, "1.10310")
+    shown = broker.protection_of("EURUSD")
+    assert shown is not None and (shown["stop"], shown["take_profit"]) == (1.0982, 1.1031)
 
 
 async def test_a_trailing_stop_is_sent_as_trailing_stop_loss_on_fill(
@@ -80,6 +82,7 @@ async def test_closing_the_trade_cancels_its_stop_and_target_as_v20_does(
     deps = {t["id"] for t in txns(fake, "STOP_LOSS_ORDER") + txns(fake, "TAKE_PROFIT_ORDER")}
     assert deps == {t["orderID"] for t in cancels}
     assert -10_000 == fake.net_units("EUR_USD")
+    assert broker.protection_of("EURUSD") is None  # ctl status shows no stop any more
     fake.push_price("EUR_USD", START_NS + 2 * NS, "1.09000", "1.09020")
     assert -10_000 == fake.net_units("EUR_USD")  # no stop of the closed trade fired
 

@@ -155,6 +155,8 @@ async def test_a_restart_keeps_the_stop_of_an_open_position_and_of_a_queued_orde
         again = PaperBroker.restore(path, writer, 100_000.0, CostModel())
         assert Protective("c1", 1, 1.11, None, 0.01) == again.ledger.protective["EURUSD"]
         assert Protection(0.02, 0.03) == again.ledger.pending["c2"].protection
+        shown = {"stop": 1.11, "take_profit": None, "stop_kind": "trailing"}
+        assert shown == again.protection_of("EURUSD")  # what ctl status shows
         (stop,) = await again.on_bar(Bar("EURUSD", T0 + 2 * HOUR_NS, 1.11, 1.11, 1.05, 1.06))
         assert (stop.units, stop.price, stop.reason) == (-1000, 1.11, "trailing_stop")
         await writer.close()

@@ -485,4 +485,10 @@ class SymbolActor:
             bar_to_order_ms=lat,
             training=self.training.stats(),
             bars_not_traded=dict(self.not_traded),
+            protection=self._protection_view(),
         )
+
+    def _protection_view(self) -> dict[str, Any] | None:
+        """Stop and target held at the broker for the open position (``ctl status``)."""
+        view = getattr(self.deps.broker, "protection_of", None)
+        return view(self.symbol) if view is not None and self.position.units else None

@@ -65,7 +65,7 @@ from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-export
     positions_from,
     to_instrument,
 )
-from forexd.domain import ACCOUNT_CURRENCY, NS_PER_S, Fill, Order, OrderStatus
+from forexd.domain import ACCOUNT_CURRENCY, NS_PER_S, Fill, Order, OrderStatus, get_instrument
 from forexd.errors import BrokerError, OrderOutcomeUnknownError
 
 __all__ = [
@@ -143,6 +143,7 @@ class OandaBroker:
         self._last_txn = 0
         self._last_close: dict[str, float] = {}  # for take-profit prices
         self._protect_cursor: int | None = None  # stops watched after this transaction
+        self._levels: dict[str, dict[str, Any]] = {}  # stop/target placed per symbol
         self._problem: str | None = None
         self._problem_since: float | None = None
         self._counts = dict.fromkeys(
@@ -230,6 +231,7 @@ class OandaBroker:
             self._note_last_txn(payload)
             fills = self._parse_create(order, status, payload)
             if fills is not None:
+                self._note_levels(order, fills)
                 return fills
             code = payload.get("errorCode") or ""
             cause = f"HTTP {status} {code}".strip()
@@ -384,7 +386,35 @@ class OandaBroker:
                 reason=fill.reason,
                 fill_id=fill.fill_id,
             )
+            self._levels.pop(fill.symbol, None)  # the trade and its dependents are gone
         self._resolved_fills.extend(fills)
+
+    def _note_levels(self, order: Order, fills: list[Fill]) -> None:
+        """Remember where the stop/target of a protected fill sit (for ``ctl status``)."""
+        p = order.protection
+        if not fills:
+            return
+        if p is None:
+            placed = self._levels.get(order.symbol)
+            if placed is not None and placed["side"] * order.units < 0:
+                del self._levels[order.symbol]  # closed or reversed: v20 cancelled them
+            return
+        price, side = fills[-1].price, 1 if order.units > 0 else -1
+        digits = get_instrument(order.symbol).price_precision
+        tp = None
+        if p.take_profit_distance is not None and order.symbol in self._last_close:
+            reference = self._last_close[order.symbol]
+            tp = round(reference + side * p.take_profit_distance, digits)
+        self._levels[order.symbol] = {
+            "stop": round(price - side * p.stop_distance, digits),
+            "take_profit": tp,
+            "stop_kind": "trailing" if p.trailing else "fixed",
+            "side": side,
+        }
+
+    def protection_of(self, symbol: str) -> dict[str, Any] | None:
+        """The stop (as placed; a trailing one moves at OANDA) and target of ``symbol``."""
+        return self._levels.get(symbol)
 
     def queued_units(self, symbol: str) -> int:
         """Units of ``symbol`` fills queued for the next bar (drift counts them as done)."""
