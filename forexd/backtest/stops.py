@@ -22,6 +22,7 @@ import numpy as np
 
 from forexd.actors.core import HISTORY_SLACK_BARS
 from forexd.backtest.data import SymbolSeries
+from forexd.backtest.trades import REASON_CODE
 from forexd.brokers.ledger import CostModel, Ledger, Protective
 from forexd.domain import Bar, Fill, Order
 from forexd.domain.bars import ATR_BARS, FloatArray, IntArray, mean_true_range
@@ -121,8 +122,8 @@ def protected_fills(
     strategy: VectorisedStrategy,
     params: ProtectionParams,
     costs: CostModel,
-) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
-    """One symbol's fills with protective exits: local bar, units, price, commission."""
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray, IntArray]:
+    """One symbol's fills with protective exits: local bar, units, price, commission, reason."""
     n = len(series)
     capacity = max(strategy.warmup_bars, 1) + HISTORY_SLACK_BARS
     w = _Walk(series, strategy.targets(series.bar_arrays()), capacity, costs)
@@ -178,11 +179,12 @@ def protected_fills(
         k = d + 1
     if not w.fills:
         i, f = np.zeros(0, np.int64), np.zeros(0)
-        return i, i, f, f
+        return i, i, f, f, i
     at, fills = zip(*w.fills, strict=True)
     return (
         np.array(at, np.int64),
         np.array([f.units for f in fills], np.int64),
         np.array([f.price for f in fills], np.float64),
         np.array([f.commission for f in fills], np.float64),
+        np.array([REASON_CODE[f.reason] for f in fills], np.int64),
     )

@@ -86,14 +86,14 @@ def held_positions(targets: IntArray) -> IntArray:
 
 def symbol_fills(
     series: SymbolSeries, strategy: VectorisedStrategy, costs: CostModel
-) -> tuple[IntArray, IntArray, FloatArray, FloatArray, PositionPath]:
-    """One symbol's fills: local bar, units, price, commission, replayed positions.
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray, PositionPath, IntArray]:
+    """One symbol's fills: local bar, units, price, commission, replayed positions, reasons.
 
     A strategy with protective stops goes through :func:`forexd.backtest.stops.protected_fills`.
     """
     params = protection_params(strategy)
     if params is not None:
-        at, units, price, fee = protected_fills(series, strategy, params, costs)
+        at, units, price, fee, why = protected_fills(series, strategy, params, costs)
     else:
         held = held_positions(strategy.targets(series.bar_arrays()))
         delta = np.diff(held, prepend=0)
@@ -101,8 +101,9 @@ def symbol_fills(
         units = delta[at]
         price = fill_prices(costs, series.instrument, series.open[at], units)
         fee = commissions(costs, series.instrument, units, price)
+        why = np.zeros(len(at), np.int64)
     path = replay_positions(series.instrument, series.ts[at], units, price, fee)
-    return at, units, price, fee, path
+    return at, units, price, fee, path, why
 
 
 def run_vectorised(
@@ -125,7 +126,7 @@ def run_vectorised(
         symbol_fills(s, strat, costs) for s, strat in zip(data.series, strategies, strict=True)
     ]
     if len(per_symbol) == 1:
-        at, units, price, fee, path = per_symbol[0]
+        at, units, price, fee, path, why = per_symbol[0]
         bar, code = at, np.zeros(len(at), np.int64)
         realized = path.realized
     else:
@@ -142,9 +143,10 @@ def run_vectorised(
         price = np.concatenate([p[2] for p in per_symbol])[order]
         fee = np.concatenate([p[3] for p in per_symbol])[order]
         realized = np.concatenate([p[4].realized for p in per_symbol])[order]
+        why = np.concatenate([p[5] for p in per_symbol])[order]
     # Ledger.balance is initial + realized - commission_paid, both running sums in fill
     # order; cumsum adds in the same order, so the balances are the ledger's exactly.
     balance = initial_balance + np.cumsum(realized) - np.cumsum(fee)
-    fills = FillTable(bar, code, data.ts[bar], units, price, fee, balance)
+    fills = FillTable(bar, code, data.ts[bar], units, price, fee, balance, why)
     paths = [(np.flatnonzero(code == k), p[4]) for k, p in enumerate(per_symbol)]
     return fills, paths
