@@ -102,3 +102,18 @@ async def test_a_stop_triggered_at_oanda_becomes_a_fill_with_its_reason(
     assert stop.client_id == f"oanda-trade-{entry.fill_id}:stop_loss"
     await broker.scan_protective()
     assert [] == await broker.on_bar(Bar("EURUSD", START_NS + 7200 * NS, 1.1, 1.1, 1.1, 1.1))
+
+
+async def test_concurrent_scans_queue_a_stop_fill_once(
+    fake: FakeOanda, broker: OandaBroker
+) -> None:
+    """The run loop and the drift check may scan together: the fill is booked once."""
+    import anyio
+
+    await broker.submit(order(10_000, Protection(0.0020)))
+    broker.watch_protective(broker.last_transaction_id)
+    fake.push_price("EUR_USD", START_NS + NS, "1.09700", "1.09720")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(broker.scan_protective)
+        tg.start_soon(broker.scan_protective)
+    assert -10_000 == broker.queued_units("EURUSD")

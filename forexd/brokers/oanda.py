@@ -144,6 +144,9 @@ class OandaBroker:
         self._last_close: dict[str, float] = {}  # for take-profit prices
         self._protect_cursor: int | None = None  # stops watched after this transaction
         self._levels: dict[str, dict[str, Any]] = {}  # stop/target placed per symbol
+        # The run loop and the drift check both scan: one at a time, each fill once.
+        self._scan_lock = anyio.Lock()
+        self._protective_seen: set[str] = set()
         self._problem: str | None = None
         self._problem_since: float | None = None
         self._counts = dict.fromkeys(
@@ -374,9 +377,16 @@ class OandaBroker:
         Raises:
             BrokerError: OANDA could not be asked (the cursor stays).
         """
-        if self._protect_cursor is None:
-            return
-        fills, self._protect_cursor = await protective_fills_since(self._api, self._protect_cursor)
+        async with self._scan_lock:
+            if self._protect_cursor is None:
+                return
+            cursor = self._protect_cursor
+            fills, self._protect_cursor = await protective_fills_since(self._api, cursor)
+            fills = [f for f in fills if f.fill_id not in self._protective_seen]
+            self._protective_seen.update(f.fill_id for f in fills)
+            self._queue_protective(fills)
+
+    def _queue_protective(self, fills: list[Fill]) -> None:
         for fill in fills:
             _log.warning(
                 "oanda_protective_fill",
