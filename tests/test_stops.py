@@ -189,3 +189,15 @@ def test_fixed_fractional_sizing_uses_the_orders_own_stop_distance() -> None:
     at_stop = cfg.units(EURUSD, equity=100_000.0, price=1.1, atr=0.001, stop_distance=0.005)
     by_atr = cfg.units(EURUSD, equity=100_000.0, price=1.1, atr=0.001)
     assert (at_stop, by_atr) == (200_000, 500_000)
+
+
+def test_the_ml_strategy_takes_the_same_protection_parameters() -> None:
+    """ml: off by default; stop_atr/take_profit_atr give ATR multiples like sma_cross."""
+    from forexd.strategies.ml import MlStrategy
+    from forexd.strategies.ml_params import MlParams
+
+    history = _history([1.1 + 0.0001 * i for i in range(30)])
+    assert MlStrategy(MlParams()).protection(history) is None
+    p = MlStrategy(MlParams(stop_atr=2.0, take_profit_atr=3.0)).protection(history)
+    atr = average_true_range(history)
+    assert p == Protection(2.0 * atr, 3.0 * atr, False)
