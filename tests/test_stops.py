@@ -9,7 +9,7 @@ from forexd.actors.core import SymbolCore
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar, Order, Protection, get_instrument
 from forexd.domain.bars import BarHistory, average_true_range
-from forexd.risk import RiskGate, RiskLimits
+from forexd.risk import Holding, RiskGate, RiskLimits
 from forexd.risk.limits import DenialReason
 from forexd.risk.state import RiskState
 from forexd.strategies.sma_cross import SmaCross, SmaCrossParams
@@ -201,3 +201,19 @@ def test_the_ml_strategy_takes_the_same_protection_parameters() -> None:
     p = MlStrategy(MlParams(stop_atr=2.0, take_profit_atr=3.0)).protection(history)
     atr = average_true_range(history)
     assert p == Protection(2.0 * atr, 3.0 * atr, False)
+
+
+def test_max_risk_at_stop_clips_a_new_position_and_refuses_growing_past_it() -> None:
+    """100 USD at a 20-pip EURUSD stop is 50,000 units: 100k is clipped, more is refused."""
+    gate = RiskGate(RiskLimits(max_risk_at_stop_usd=100.0), RiskState.fresh("acct-1", 0))
+    kw: dict[str, object] = {"price": 1.1, "equity": 100_000.0, "now_ns": 1, "stop_distance": 0.002}
+    first = gate.check("EURUSD", 100_000, positions={}, **kw)  # type: ignore[arg-type]
+    assert (getattr(first, "units", None), getattr(first, "clipped_by", None)) == (
+        50_000,
+        DenialReason.MAX_RISK_AT_STOP,
+    )
+    held = {"EURUSD": Holding(50_000, 1.1)}
+    more = gate.check("EURUSD", 10_000, positions=held, **kw)  # type: ignore[arg-type]
+    assert getattr(more, "reason", None) is DenialReason.MAX_RISK_AT_STOP
+    closing = gate.check("EURUSD", -50_000, positions=held, **kw)  # type: ignore[arg-type]
+    assert getattr(closing, "units", None) == -50_000

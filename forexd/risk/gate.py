@@ -170,11 +170,24 @@ class RiskGate(RiskBook):
                 detail = f"{len(orders)} orders in the last 60 s (limit {max_rate})"
                 return self._deny(symbol, units, DenialReason.ORDER_RATE, detail)
 
+        at_stop: DenialReason | None = None
+        cap = self._limits.max_risk_at_stop_usd
+        if not reducing and cap is not None and stop_distance is not None:
+            # Risk at stop: the new position's units × the stop distance, in USD.
+            per_unit = inst.to_account(stop_distance, price)
+            most = _floor_units(cap, per_unit, abs(pos + units)) if per_unit > 0 else 0
+            if most < abs(pos + units):
+                sign = 1 if units > 0 else -1
+                if most == 0 or (pos != 0 and (pos > 0) == (sign > 0) and most <= abs(pos)):
+                    detail = f"{abs(pos + units)} units × {stop_distance} > {cap} USD"
+                    return self._deny(symbol, units, DenialReason.MAX_RISK_AT_STOP, detail)
+                units, at_stop = sign * most - pos, DenialReason.MAX_RISK_AT_STOP
         if not reducing:
             fitted = self._fit(symbol, inst, pos, units, price, positions)
             if isinstance(fitted, Denial):
                 return fitted
             allowed, clipped_by = fitted
+            clipped_by = clipped_by or at_stop
             # A clipped flip can end up a plain reduction; report what is actually sent.
             reducing = (pos > 0 and -pos <= allowed < 0) or (pos < 0 and 0 < allowed <= -pos)
 
