@@ -133,7 +133,6 @@ async def test_a_bar_replayed_behind_the_book_fills_nothing_after_a_restart(
 
 
 @pytest.mark.anyio
-@pytest.mark.allow_blocking  # PaperBroker.restore is a synchronous start-up step
 async def test_a_restart_keeps_the_stop_of_an_open_position_and_of_a_queued_order(
     tmp_path: Path,
 ) -> None:
