@@ -24,8 +24,12 @@ SHA-256 of the forexd id (deterministic, so a restart computes the same id). OAN
 documents no length or alphabet for a ClientID; the limit of 32 is our guess
 (docs/oanda.md).
 
-Why it is over 400 lines: submission, the bookkeeping of unresolved orders
-and the account refresh share one state; the resolution itself is in
+Protective stops (issue 12) are attached on fill (:func:`~.oanda_wire.on_fill_details`);
+the stop fills OANDA makes are read from the same transaction history
+(:func:`~.oanda_resolve.protective_fills_since`) and handed over like resolved fills.
+
+Why it is over 400 lines: submission, the bookkeeping of unresolved orders, the
+watch on stop fills and the account refresh share one state; the resolution itself is in
 :mod:`forexd.brokers.oanda_resolve` and the wire types in :mod:`~.oanda_wire`.
 """
 
