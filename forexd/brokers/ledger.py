@@ -200,6 +200,9 @@ class Ledger:
             commission=commission,
             ts=ts,
         )
+        if order.protection is None and not self.protective:
+            self.apply(fill)  # nothing protected anywhere: the plain path
+            return fill
         before = self.units(order.symbol)
         self.apply(fill)
         self.protect(order, before, fill.price)
