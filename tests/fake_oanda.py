@@ -45,6 +45,7 @@ from tests.fake_oanda_book import SPECS, Book, render
 from tests.fake_oanda_candles import candles
 from tests.fake_oanda_close import close_position, close_trade
 from tests.fake_oanda_orders import create_order, execute
+from tests.fake_oanda_protect import trigger
 
 TOKEN = "fake-oanda-token-3f9c2a"
 ACCOUNT_ID = "101-004-1234567-001"
@@ -144,6 +145,7 @@ class FakeOanda:
         with self.lock:
             tick = self.book.push(instrument, ts, Decimal(bid), Decimal(ask))
             self._broadcast(self.book.price_message(instrument, tick, tradeable), instrument)
+            trigger(self.book, instrument)  # dependent orders (stops) react to the price
 
     def push_heartbeat(self, ts: int | None = None) -> None:
         """Advance the server clock to ``ts`` and send a heartbeat to every stream."""

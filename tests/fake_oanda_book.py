@@ -93,6 +93,8 @@ class Trade:
     current_units: Decimal
     realized_pl: Decimal = ZERO
     client_extensions: dict[str, Any] | None = None
+    # Dependent orders (issue 12): kind -> {"id", "price" | "distance", "best"}.
+    dependents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

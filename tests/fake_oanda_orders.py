@@ -4,7 +4,8 @@
 reject transaction or only an ``errorMessage``. Buys fill at the ask and sells at the bid
 (mid ± half the spread). On a netting account an order reduces opposite trades first in,
 first out and opens a trade with the rest, whose id is the fill's; on a hedging account it
-only opens. MARKET orders only: orders on fill (stop loss, take profit) are refused, and
+only opens. MARKET orders only; orders on fill (stop loss, take profit, trailing stop)
+become the opened trade's dependent orders (:mod:`tests.fake_oanda_protect`).
 ``positionFill`` values other than ``DEFAULT`` are echoed but not honoured.
 """
 
@@ -27,6 +28,7 @@ from tests.fake_oanda_book import (
     to_decimal,
     units_str,
 )
+from tests.fake_oanda_protect import ON_FILL, attach, cancel_dependents, parse_on_fill
 
 
 def create_order(book: Book, request: Any) -> tuple[int, dict[str, Any]]:
@@ -42,15 +44,14 @@ def create_order(book: Book, request: Any) -> tuple[int, dict[str, Any]]:
     units = to_decimal(order.get("units"))
     if units is None:
         return 400, {"errorMessage": "Invalid value specified for 'order.units'"}
-    if any(k in order for k in ("stopLossOnFill", "takeProfitOnFill", "trailingStopLossOnFill")):
-        return 400, {"errorMessage": "the fake OANDA server does not support orders on fill"}
     spec = SPECS[inst]
+    on_fill, bad = parse_on_fill(order, spec)
     ext = order.get("clientExtensions") or None
     bound = to_decimal(order.get("priceBound")) if "priceBound" in order else None
     reason = book.next_reject
     book.next_reject = None
     if reason is None:
-        reason = _validate(book, order, spec, units, ext, bound)
+        reason = _validate(book, order, spec, units, ext, bound) or bad
     if reason is not None:
         return reject(book, order, reason)
     created = execute(
@@ -68,10 +69,12 @@ def create_order(book: Book, request: Any) -> tuple[int, dict[str, Any]]:
                 if order.get("tradeClientExtensions")
                 else {}
             ),
+            **{k: order[k] for k in ON_FILL if k in order},
         },
         fill_reason="MARKET_ORDER",
         targets=None,
         bound=bound,
+        on_fill=on_fill,
     )
     return 201, answer(book, created)
 
@@ -136,6 +139,7 @@ def execute(
     fill_reason: str,
     targets: list[Trade] | None,
     bound: Decimal | None = None,
+    on_fill: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Create a MARKET_ORDER and fill or cancel it at once (FOK).
 
@@ -239,6 +243,10 @@ def execute(
         **({"tradeReduced": legs["reduced"][0]} if legs["reduced"] else {}),
     )
     assert fill["id"] == fill_id
+    for leg in legs["closed"]:  # v20: a closed trade's dependent orders are cancelled
+        cancel_dependents(book, book.trades[leg["tradeID"]], batch)
+    if opened and on_fill:
+        attach(book, book.trades[fill_id], on_fill, batch)
     record.update(state="FILLED", fillingTransactionID=fill_id, filledTime=book.now_ns)
     if opened:
         record["tradeOpenedID"] = fill_id

@@ -39,7 +39,13 @@ def test_a_denial_is_counted_and_nothing_is_sent() -> None:
 
     class Deny:
         def check(
-            self, symbol: str, units: int, position_units: int, price: float, ts: int
+            self,
+            symbol: str,
+            units: int,
+            position_units: int,
+            price: float,
+            ts: int,
+            stop_distance: float | None = None,
         ) -> GateDecision:
             return GateDecision(0, "max_units")
 

@@ -164,3 +164,17 @@ def test_report_renders_in_headless_chromium(run_result: BacktestResult, tmp_pat
     widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
     assert 5 == len(widths)
     assert all(w >= 800 for w in widths)  # figures are 8-11 inches at 100 dpi
+
+
+def test_the_report_marks_stop_and_target_exits(tmp_path: Path) -> None:
+    """Each trade row names its exit; stop and target exits are counted and coloured."""
+    frames = {"EURUSD": _candles()}
+    params = {"fast": 6, "slow": 30, "stop_atr": 1.0, "take_profit_atr": 1.5}
+    result = run_backtest(BacktestRequest(params=params), frames=frames)
+    exits = [r["exit"] for r in result.trades.records(result.data.symbols)]
+    assert {"stop_loss", "take_profit"} <= set(exits)
+    (html,) = write_report(result, tmp_path / "report.html")
+    text = html.read_text()
+    n_stop, n_tp = exits.count("stop_loss"), exits.count("take_profit")
+    assert f"{n_stop} by stop loss, {n_tp} by take profit" in text
+    assert 'class="exit-stop_loss"' in text and 'class="exit-take_profit"' in text

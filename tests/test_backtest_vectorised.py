@@ -192,4 +192,46 @@ def test_sweep_ranks_points_and_its_best_run_reproduces_the_ranked_metrics() -> 
     assert sorted(sharpes, reverse=True) == sharpes
     assert one.best is not None
     assert ("event", one.rows[0].metrics) == (one.best.engine, one.best.metrics)
-    assert {**one.rows[0].params, "units": 10_000} == one.best.params
+    off = {"stop_atr": None, "take_profit_atr": None, "trailing": False}  # no stops
+    assert {**one.rows[0].params, "units": 10_000, **off} == one.best.params
+
+
+@pytest.mark.parametrize(
+    "protection",
+    [
+        {"stop_atr": 2.0, "take_profit_atr": 3.0},
+        {"stop_atr": 1.5, "trailing": True},
+    ],
+    ids=["stop-and-target", "trailing"],
+)
+def test_lean_hourly_eurusd_with_stops_runs_identically_in_both_engines(
+    protection: dict[str, object],
+) -> None:
+    """Twelve years of real H1 with protective exits: same fills, reasons aside, bit for bit."""
+    frames = {"EURUSD": real("lean_oanda/hour/eurusd.csv.gz")}
+    request = BacktestRequest(
+        params={"fast": 8, "slow": 21, "units": 25_000, **protection},
+        costs=COSTS,
+        rollover={"*": -0.75},
+    )
+    event, vector = both(request, frames)
+    assert_same_run(event, vector)
+    plain = run_backtest(
+        replace(request, params={"fast": 8, "slow": 21, "units": 25_000}), frames=frames
+    )
+    # The stops changed the run: exits between the crossings add fills.
+    assert len(event.fills.units) > len(plain.fills.units) + 500
+
+
+def test_two_symbols_with_stops_run_identically_in_both_engines() -> None:
+    """EURUSD and GBPUSD M1 with stops and targets share one account in both engines."""
+    frames = {
+        s: real(f"histdata_m1_2017/DAT_ASCII_{s}_M1_2017.csv.gz", "2017-09-04", "2017-09-16")
+        for s in ("EURUSD", "GBPUSD")
+    }
+    request = BacktestRequest(
+        symbols=("GBPUSD", "EURUSD"),
+        params={"fast": 12, "slow": 40, "stop_atr": 3.0, "take_profit_atr": 4.0},
+        costs=COSTS,
+    )
+    assert_same_run(*both(request, frames))

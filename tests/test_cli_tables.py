@@ -149,3 +149,19 @@ def test_hardware_table_keeps_figures_and_values_on_one_line_at_80_columns() -> 
     ):
         assert re.search(rf"│ {re.escape(figure)} +│ +{value} │", text), text
     assert re.search(r"│ RAM total / available +│ +[\d.]+ GiB / [\d.]+ GiB │", text), text
+
+
+def test_status_shows_each_positions_stop_and_target() -> None:
+    """A protected position shows `stop / target`; a trailing stop is marked with `~`."""
+    status = _status()
+    status["symbols"][0]["protection"] = {"stop": 1.0982, "take_profit": 1.1031}
+    status["symbols"][1]["protection"] = {
+        "stop": 150.5,
+        "take_profit": None,
+        "stop_kind": "trailing",
+    }
+    console = Console(record=True, width=160)
+    print_status(status, console)
+    text = console.export_text()
+    assert "stop / target" in text
+    assert "1.0982 / 1.1031" in text and "~150.5 / -" in text

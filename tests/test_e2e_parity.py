@@ -106,3 +106,54 @@ end = "2018-01-01"
     f = result.fills
     backtest = list(zip(f.ts.tolist(), f.units.tolist(), f.price.tolist(), strict=True))
     assert live == backtest
+
+
+@pytest.mark.parametrize(
+    "protection",
+    ["stop_atr = 2.0, take_profit_atr = 3.0", "stop_atr = 1.5, trailing = true"],
+    ids=["stop-and-target", "trailing"],
+)
+def test_with_stops_the_daemons_fills_equal_the_backtests_row_for_row(
+    short_tmp: Path, daemon_factory: type[DaemonProc], protection: str
+) -> None:
+    """Protective exits on the paper broker are the backtest's, time, units and price."""
+    from forexd.backtest import run_backtest
+    from forexd.backtest.request import BacktestRequest
+    from forexd.brokers.ledger import CostModel
+
+    cfg = write_config(
+        short_tmp / "p.toml",
+        f"""
+[broker]
+spread_pips = 0.8
+[feed]
+source = "bundled"
+speed = 0
+end = "2017-09-01"
+[[symbols]]
+symbol = "EURUSD"
+params = {{ fast = 10, slow = 20, units = 10000, {protection} }}
+""",
+    )
+    data = short_tmp / "data"
+    assert 0 == daemon_factory(data, cfg, "--exit-when-done").wait()
+    with sqlite3.connect(data / "forexd.db") as conn:
+        live = conn.execute("SELECT ts, units, price FROM fills ORDER BY ts, rowid").fetchall()
+        exits = conn.execute("SELECT COUNT(*) FROM fills WHERE client_id LIKE '%:%'").fetchone()[0]
+    params: dict[str, object] = {"fast": 10, "slow": 20, "units": 10000}
+    for item in protection.split(", "):
+        key, value = item.split(" = ")
+        params[key] = value == "true" or (value != "false" and float(value))
+    result = run_backtest(
+        BacktestRequest(
+            symbols=("EURUSD",),
+            strategy="sma_cross",
+            params=params,
+            end="2017-09-01",
+            costs=CostModel(spread_pips=0.8),
+        )
+    )
+    f = result.fills
+    backtest = list(zip(f.ts.tolist(), f.units.tolist(), f.price.tolist(), strict=True))
+    assert exits > 10
+    assert live == backtest

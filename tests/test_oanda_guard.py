@@ -44,9 +44,17 @@ class _Broker:
     problem: str | None = None
     pending: list[_View] = field(default_factory=list)
     held: dict[str, tuple[int, float]] = field(default_factory=dict)
+    queued: dict[str, int] = field(default_factory=dict)  # stop fills not booked yet
+    scans: int = 0
 
     def health(self) -> str | None:
         return self.problem
+
+    async def scan_protective(self) -> None:
+        self.scans += 1
+
+    def queued_units(self, symbol: str) -> int:
+        return self.queued.get(symbol, 0)
 
     def unresolved(self) -> list[_View]:
         return self.pending
@@ -154,6 +162,21 @@ async def test_in_flight_units_are_not_drift() -> None:
     await g.check_drift()
     await g.check_drift()
     assert {} == g.drift
+
+
+@pytest.mark.anyio
+async def test_a_stop_fill_fetched_but_not_yet_booked_is_not_drift() -> None:
+    """OANDA's stop closed the 1000 long; the fill waits for the next bar: no halt."""
+    actor = _Actor(position=_Pos(1000))
+    broker = _Broker(held={}, queued={"EURUSD": -1000})
+    g = guard(broker, actor)
+    await g.check_drift()
+    await g.check_drift()
+    assert ({}, 2) == (g.drift, broker.scans)
+    broker.queued = {}  # without the fill the same books are drift
+    await g.check_drift()
+    await g.check_drift()
+    assert {"EURUSD": (1000, 0)} == g.drift
 
 
 @pytest.mark.anyio

@@ -8,9 +8,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from forexd.brokers.ledger import CostModel, Ledger
+from forexd.brokers.ledger import CostModel, Ledger, Protective
 from forexd.brokers.paper import PaperBroker
-from forexd.domain import Bar, Order
+from forexd.domain import Bar, Order, Protection
 from forexd.storage.db import StorageWriter, migrate, open_sync
 from forexd.storage.schema import MIGRATIONS
 
@@ -78,10 +78,13 @@ async def test_restore_derives_pending_orders_from_fills_not_the_status_column(
     conn = open_sync(path)
     with conn:
         conn.execute(
-            "INSERT INTO paper_orders VALUES ('c1', 'EURUSD', 1000, ?, 'submitted', 0)", (T0,)
+            "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns)"
+            " VALUES ('c1', 'EURUSD', 1000, ?, 'submitted', 0)",
+            (T0,),
         )
         conn.execute(
-            "INSERT INTO paper_orders VALUES ('c2', 'EURUSD', -1000, ?, 'submitted', 0)",
+            "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns)"
+            " VALUES ('c2', 'EURUSD', -1000, ?, 'submitted', 0)",
             (T0 + HOUR_NS,),
         )
         conn.execute(
@@ -131,3 +134,34 @@ async def test_a_bar_replayed_behind_the_book_fills_nothing_after_a_restart(
         fills = await broker.on_bar(_bar(T0 + 6 * HOUR_NS, 1.2))
         assert [("c2", T0 + 6 * HOUR_NS)] == [(f.client_id, f.ts) for f in fills]
         await writer.close()
+
+
+@pytest.mark.anyio
+async def test_a_restart_keeps_the_stop_of_an_open_position_and_of_a_queued_order(
+    tmp_path: Path,
+) -> None:
+    """Levels (trailing moves included) and an accepted order's protection survive a restart."""
+    path = tmp_path / "f.db"
+    open_sync(path).close()  # a fresh, migrated database
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        broker = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+        await broker.submit(Order("c1", "EURUSD", 1000, T0, 0, "", Protection(0.01, None, True)))
+        await broker.on_bar(Bar("EURUSD", T0 + HOUR_NS, 1.10, 1.12, 1.10, 1.11))
+        assert 1.11 == broker.ledger.protective["EURUSD"].stop  # trailed from 1.10's 1.09
+        await broker.submit(Order("c2", "GBPUSD", -500, T0, 0, "", Protection(0.02, 0.03)))
+        await writer.close()
+    writer = StorageWriter(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        again = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+        assert Protective("c1", 1, 1.11, None, 0.01) == again.ledger.protective["EURUSD"]
+        assert Protection(0.02, 0.03) == again.ledger.pending["c2"].protection
+        shown = {"stop": 1.11, "take_profit": None, "stop_kind": "trailing"}
+        assert shown == again.protection_of("EURUSD")  # what ctl status shows
+        (stop,) = await again.on_bar(Bar("EURUSD", T0 + 2 * HOUR_NS, 1.11, 1.11, 1.05, 1.06))
+        assert (stop.units, stop.price, stop.reason) == (-1000, 1.11, "trailing_stop")
+        await writer.close()
+    with sqlite3.connect(path) as check:
+        assert [] == check.execute("SELECT * FROM paper_protection").fetchall()

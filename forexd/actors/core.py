@@ -10,12 +10,15 @@ with no event loop, and live trading and backtests take identical decisions.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from forexd.domain import Bar, Fill, Instrument, Order
-from forexd.domain.bars import BarHistory
-from forexd.strategies.base import Strategy
+from forexd.domain import PROTECTIVE_EXITS, Bar, Fill, Instrument, Order, Protection
+from forexd.domain.bars import BarHistory, average_true_range
+from forexd.strategies.base import ProtectedStrategy, Strategy
+
+__all__ = ["GateDecision", "OrderGate", "Sizer", "SymbolCore", "average_true_range"]
 
 HISTORY_SLACK_BARS = 8  # extra bars kept beyond the strategy's warm-up, for features
 
@@ -32,9 +35,19 @@ class OrderGate(Protocol):
     """Risk check between a strategy's wish and the broker."""
 
     def check(
-        self, symbol: str, units: int, position_units: int, price: float, ts: int
+        self,
+        symbol: str,
+        units: int,
+        position_units: int,
+        price: float,
+        ts: int,
+        stop_distance: float | None = None,
     ) -> GateDecision:
-        """Approve, reduce or deny an order of ``units`` (signed)."""
+        """Approve, reduce or deny an order of ``units`` (signed).
+
+        ``stop_distance`` is the order's stop-loss distance (``None``: no stop), for
+        ``[risk] require_stop``.
+        """
         ...
 
 
@@ -46,21 +59,10 @@ class Sizer(Protocol):
         ...
 
 
-ATR_BARS = 14
-
-
-def average_true_range(history: BarHistory, n: int = ATR_BARS) -> float:
-    """Simple mean true range of the last ``n`` bars (0.0 with fewer than 2 bars)."""
-    if len(history) < 2:
-        return 0.0
-    k = min(n, len(history) - 1)
-    high, low = history.highs(k), history.lows(k)
-    prev_close = history.closes(k + 1)[:-1]
-    tr = [
-        max(h - lo, abs(h - c), abs(lo - c))
-        for h, lo, c in zip(high.tolist(), low.tolist(), prev_close.tolist(), strict=True)
-    ]
-    return float(sum(tr) / k)
+def _protection_of(strategy: Strategy) -> Callable[[BarHistory], Protection | None] | None:
+    """The strategy's ``protection`` method, looked up once (a runtime protocol check
+    costs ~15 µs, too much per order on a backtest's hot path)."""
+    return strategy.protection if isinstance(strategy, ProtectedStrategy) else None
 
 
 class SymbolCore:
@@ -76,7 +78,10 @@ class SymbolCore:
         "paused",
         "pending_units",
         "position_units",
+        "protect",
+        "protective_exits",
         "sizer",
+        "stopped_side",
         "strategy",
     )
 
@@ -94,10 +99,16 @@ class SymbolCore:
         self.denials = 0
         self.last_denial: str | None = None
         self.sizer: Sizer | None = None
+        self.protect = _protection_of(strategy)
+        self.protective_exits = 0
+        # Side (+1/-1) a protective exit closed; that side is not re-entered until the
+        # strategy wants flat or the other side, so a stop is not undone on the next bar.
+        self.stopped_side = 0
 
     def replace_strategy(self, strategy: Strategy) -> None:
         """Swap the strategy (hot reload), keeping the bars already seen."""
         self.strategy = strategy
+        self.protect = _protection_of(strategy)
         capacity = max(strategy.warmup_bars, 1) + HISTORY_SLACK_BARS
         old = self.history
         if capacity == old.capacity or old.last is None:
@@ -135,11 +146,21 @@ class SymbolCore:
         target = self.strategy.decide(self.history, held)
         if target is not None and target != 0 and self.sizer is not None:
             target = self.sizer(self.history, target)
-        if target is None or target == held:
+        if target is None:
+            return None
+        if self.stopped_side:
+            if target * self.stopped_side > 0:
+                return None
+            self.stopped_side = 0
+        if target == held:
             return None
         units = target - held
+        protection = self._protection(held, target)
         if self.gate is not None:
-            decision = self.gate.check(bar.symbol, units, held, bar.close, bar.ts)
+            stop = None if protection is None else protection.stop_distance
+            decision = self.gate.check(
+                bar.symbol, units, held, bar.close, bar.ts, stop_distance=stop
+            )
             if decision.reason is not None or decision.units == 0:
                 self.denials += 1
                 self.last_denial = decision.reason
@@ -153,11 +174,26 @@ class SymbolCore:
             bar_ts=bar.ts,
             created_ns=time.time_ns(),
             reason=f"{self.strategy.name}: target {target}",
+            protection=protection,
         )
 
+    def _protection(self, held: int, target: int) -> Protection | None:
+        """The strategy's protection for an order that opens, grows or flips a position."""
+        protect = self.protect
+        if protect is None or target == 0:
+            return None
+        if held != 0 and (held > 0) == (target > 0) and abs(target) <= abs(held):
+            return None  # reducing: the position keeps the protection it has
+        return protect(self.history)
+
     def on_fill(self, fill: Fill) -> None:
-        """Move filled units from in flight to held."""
+        """Move filled units from in flight to held (a protective exit was never in flight)."""
         self.position_units += fill.units
+        if fill.reason in PROTECTIVE_EXITS:
+            self.protective_exits += 1
+            if self.position_units == 0:
+                self.stopped_side = -1 if fill.units > 0 else 1
+            return
         self.pending_units -= fill.units
 
     def on_reject(self, order: Order) -> None:

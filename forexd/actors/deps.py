@@ -34,6 +34,7 @@ class ActorStats:
     bar_to_order_ms: dict[str, float]
     training: dict[str, Any] | None
     bars_not_traded: dict[str, int]
+    protection: dict[str, Any] | None = None  # the open position's stop and target
 
 
 class RiskHooks(OrderGate, Protocol):

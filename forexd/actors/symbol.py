@@ -51,7 +51,7 @@ from forexd.errors import ControlRefusedError, StorageError
 from forexd.feeds.base import ChunkedFeed
 from forexd.risk import SizingConfig
 from forexd.storage.orders import TradeRecord, load_actor_state
-from forexd.strategies.base import Strategy
+from forexd.strategies.base import ProtectedStrategy, Strategy
 
 INBOX_MESSAGES = 64  # a message is one bar, or a chunk of bars at full replay speed
 COMMAND_QUEUE = 64  # commands waiting for the actor (they survive a restart)
@@ -108,12 +108,17 @@ class SymbolActor:
     def _size(self, history: BarHistory, target: int) -> int:
         """Risk-based size with the strategy's direction (its probability for Kelly)."""
         assert self.sizing is not None
+        strategy = self.strategy
+        protection = (
+            strategy.protection(history) if isinstance(strategy, ProtectedStrategy) else None
+        )
         units = self.sizing.units(
             self.instrument,
             equity=self._equity,
             price=history.closes(1)[0],
             atr=average_true_range(history),
-            win_prob=getattr(self.strategy, "last_probability", None),
+            win_prob=getattr(strategy, "last_probability", None),
+            stop_distance=None if protection is None else protection.stop_distance,
         )
         return units if target > 0 else -units
 
@@ -480,4 +485,10 @@ class SymbolActor:
             bar_to_order_ms=lat,
             training=self.training.stats(),
             bars_not_traded=dict(self.not_traded),
+            protection=self._protection_view(),
         )
+
+    def _protection_view(self) -> dict[str, Any] | None:
+        """Stop and target held at the broker for the open position (``ctl status``)."""
+        view = getattr(self.deps.broker, "protection_of", None)
+        return view(self.symbol) if view is not None and self.position.units else None

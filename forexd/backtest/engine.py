@@ -28,7 +28,7 @@ import numpy as np
 from forexd.actors.core import OrderGate, SymbolCore
 from forexd.backtest.data import MarketData
 from forexd.backtest.retrain import BacktestTrainer, backtest_trainer
-from forexd.backtest.trades import FillTable
+from forexd.backtest.trades import REASON_CODE, FillTable
 from forexd.brokers.ledger import CostModel, Ledger
 from forexd.domain import Bar
 from forexd.domain.timeframes import TIMEFRAME_SECONDS
@@ -36,8 +36,8 @@ from forexd.strategies.base import Strategy
 
 CHUNK_BARS = 65_536  # bars converted to Python objects at a time (~30 MB for 6 columns)
 
-FillRow = tuple[int, int, int, int, float, float, float]
-"""Merged bar index, symbol code, time, units, price, commission, balance after the bar."""
+FillRow = tuple[int, int, int, int, float, float, float, int]
+"""Merged bar index, symbol code, time, units, price, commission, balance after, reason code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +118,10 @@ def _drive_one(
             bar = Bar(symbol, t, o, h, lo, c, v)
             fills = on_bar(bar)
             if fills:
-                for f in fills:
+                for f, after in zip(fills, ledger.fill_balances, strict=True):
                     on_fill(f)
-                    rows.append((i, 0, f.ts, f.units, f.price, f.commission, ledger.balance))
+                    why = REASON_CODE[f.reason]
+                    rows.append((i, 0, f.ts, f.units, f.price, f.commission, after, why))
             order = decide(bar)
             if order is not None:
                 submit(order)
@@ -151,9 +152,10 @@ def _drive_many(
             bar = Bar(symbols[k], t, o, h, lo, c, v)
             fills = on_bar(bar)
             if fills:
-                for f in fills:
+                for f, after in zip(fills, ledger.fill_balances, strict=True):
                     core.on_fill(f)
-                    rows.append((i, k, f.ts, f.units, f.price, f.commission, ledger.balance))
+                    why = REASON_CODE[f.reason]
+                    rows.append((i, k, f.ts, f.units, f.price, f.commission, after, why))
             order = core.on_bar(bar)
             if order is not None:
                 submit(order)
@@ -176,8 +178,8 @@ def _train(trainer: BacktestTrainer, data: MarketData, k: int, local: int, n_job
 def _fill_table(rows: list[FillRow]) -> FillTable:
     if not rows:
         i, f = np.zeros(0, np.int64), np.zeros(0)
-        return FillTable(i, i, i, i, f, f, f)
-    bar, code, ts, units, price, fee, balance = zip(*rows, strict=True)
+        return FillTable(i, i, i, i, f, f, f, i)
+    bar, code, ts, units, price, fee, balance, reason = zip(*rows, strict=True)
     return FillTable(
         np.array(bar, np.int64),
         np.array(code, np.int64),
@@ -186,4 +188,5 @@ def _fill_table(rows: list[FillRow]) -> FillTable:
         np.array(price, np.float64),
         np.array(fee, np.float64),
         np.array(balance, np.float64),
+        np.array(reason, np.int64),
     )

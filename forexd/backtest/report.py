@@ -23,6 +23,7 @@ from forexd.backtest.grid import GridResult
 from forexd.backtest.metrics import RANK_METRICS, drawdown, monthly_returns
 from forexd.backtest.result import BacktestResult
 from forexd.backtest.summary import metric_rows
+from forexd.backtest.trades import EXIT_REASONS
 from forexd.domain import ns_to_iso
 
 TRADE_ROWS = 50  # most recent trades listed
@@ -38,6 +39,8 @@ table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-botto
 #eee;text-align:right}th{background:#f5f5f5}td.l,th.l{text-align:left}
 .kv td:first-child{text-align:left;font-weight:600}img{max-width:100%;display:block;
 margin:8px 0}.grid{display:flex;gap:40px;flex-wrap:wrap}
+tr.exit-stop_loss td,tr.exit-trailing_stop td{background:#fdecea}
+tr.exit-take_profit td{background:#e8f5e9}
 """
 
 
@@ -127,14 +130,25 @@ def _trade_table(result: BacktestResult) -> str:
     records = result.trades.records(result.data.symbols)[-TRADE_ROWS:]
     if not records:
         return "<p>No closed trades.</p>"
-    cols = ("symbol", "side", "units", "entry_time", "entry_price", "exit_time", "exit_price")
+    cols = (
+        "symbol", "side", "units", "entry_time", "entry_price", "exit_time", "exit_price", "exit",
+    )  # fmt: skip
     head = "".join(f"<th>{c}</th>" for c in (*cols, "pnl"))
     body = "".join(
-        "<tr>" + "".join(f"<td>{_e(r[c])}</td>" for c in cols) + f"<td>{r['pnl']:.2f}</td></tr>"
+        f'<tr class="exit-{_e(r["exit"])}">'
+        + "".join(f"<td>{_e(r[c])}</td>" for c in cols)
+        + f"<td>{r['pnl']:.2f}</td></tr>"
         for r in records
+    )
+    why = result.trades.exit_reason
+    counts = ", ".join(
+        f"{int((why == i).sum())} by {name.replace('_', ' ')}"
+        for i, name in enumerate(EXIT_REASONS)
+        if i and (why == i).any()
     )
     note = (
         f"<p>The last {len(records)} of {len(result.trades)} closed trades (P&amp;L in USD, net)."
+        + (f" Exits: {counts}; the rest by the strategy's signal." if counts else "")
     )
     return f"{note}</p><table><tr>{head}</tr>{body}</table>"
 

@@ -18,8 +18,12 @@ import numpy as np
 
 from forexd.backtest.data import MarketData
 from forexd.backtest.positions import PositionPath, replay_positions
-from forexd.domain import ns_to_iso
+from forexd.domain import EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_TRAILING_STOP, ns_to_iso
 from forexd.domain.bars import FloatArray, IntArray
+
+EXIT_REASONS = ("signal", EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_TRAILING_STOP)
+"""How a fill came about: by an order (``signal``) or by a protective exit."""
+REASON_CODE = {"": 0, **{name: i for i, name in enumerate(EXIT_REASONS) if i}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +37,9 @@ class FillTable:
         units: signed units.
         price: fill price, costs included.
         commission: USD.
-        balance_after: the ledger's balance after the fills of that bar (before financing).
+        balance_after: the ledger's balance after the fill (before financing).
+        reason: :data:`EXIT_REASONS` index of each fill (0: an order's fill; else the
+            protective exit that made it); ``None`` when the run had no protection.
     """
 
     bar: IntArray
@@ -43,6 +49,7 @@ class FillTable:
     price: FloatArray
     commission: FloatArray
     balance_after: FloatArray
+    reason: IntArray | None = None
 
     def __len__(self) -> int:
         return len(self.bar)
@@ -66,6 +73,7 @@ class TradeTable:
     gross_pnl: FloatArray  # USD, before commission
     commission: FloatArray  # USD
     net_pnl: FloatArray  # USD
+    exit_reason: IntArray  # EXIT_REASONS index of the closing fill
 
     def __len__(self) -> int:
         return len(self.code)
@@ -74,7 +82,7 @@ class TradeTable:
     def empty(cls) -> TradeTable:
         """No trades."""
         i, f = np.zeros(0, np.int64), np.zeros(0)
-        return cls(i, i, i, i, i, f, f, f, f, f)
+        return cls(i, i, i, i, i, f, f, f, f, f, i)
 
     def records(self, symbols: tuple[str, ...]) -> list[dict[str, Any]]:
         """The trades as JSON-ready dicts."""
@@ -89,6 +97,7 @@ class TradeTable:
             self.gross_pnl.tolist(),
             self.commission.tolist(),
             self.net_pnl.tolist(),
+            self.exit_reason.tolist(),
         )
         return [
             {
@@ -102,8 +111,9 @@ class TradeTable:
                 "gross_pnl": round(gross, 6),
                 "commission": round(fee, 6),
                 "pnl": round(net, 6),
+                "exit": EXIT_REASONS[why],
             }
-            for code, side, units, t0, t1, p0, p1, gross, fee, net in zip(*cols, strict=True)
+            for code, side, units, t0, t1, p0, p1, gross, fee, net, why in zip(*cols, strict=True)
         ]
 
 
@@ -190,6 +200,9 @@ def build_trades(
                 gross,
                 fee,
                 gross - fee,
+                np.zeros(len(closes), np.int64)
+                if fills.reason is None
+                else fills.reason[idx][closes],
             )
         )
     if not parts:

@@ -10,8 +10,10 @@ operation, including Python's correctly rounded ``round()`` (see :func:`fill_pri
 positions and realised P&L are ``Position.apply`` replayed (:mod:`positions`); balances are
 the ledger's running sums, which ``numpy.cumsum`` adds in the same order. The results are
 therefore the same numbers, not just close ones; the parity tests compare them on a year of
-real data. A risk gate is not supported here: it is stateful and order-by-order, so a run
-with one needs the event-driven engine.
+real data. Protective stops make the path depend on prices, not only on targets; a run with
+them walks from event to event through the shared ledger (:mod:`forexd.backtest.stops`) and
+gives the same fills too. A risk gate is not supported here: it is stateful and
+order-by-order, so a run with one needs the event-driven engine.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from forexd.backtest.data import MarketData, SymbolSeries
 from forexd.backtest.positions import PositionPath, replay_positions
+from forexd.backtest.stops import protected_fills, protection_params
 from forexd.backtest.trades import FillTable
 from forexd.brokers.ledger import CostModel
 from forexd.domain import ACCOUNT_CURRENCY, Instrument
@@ -83,16 +86,24 @@ def held_positions(targets: IntArray) -> IntArray:
 
 def symbol_fills(
     series: SymbolSeries, strategy: VectorisedStrategy, costs: CostModel
-) -> tuple[IntArray, IntArray, FloatArray, FloatArray, PositionPath]:
-    """One symbol's fills: local bar, units, price, commission, replayed positions."""
-    held = held_positions(strategy.targets(series.bar_arrays()))
-    delta = np.diff(held, prepend=0)
-    at = np.flatnonzero(delta)
-    units = delta[at]
-    price = fill_prices(costs, series.instrument, series.open[at], units)
-    fee = commissions(costs, series.instrument, units, price)
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray, PositionPath, IntArray]:
+    """One symbol's fills: local bar, units, price, commission, replayed positions, reasons.
+
+    A strategy with protective stops goes through :func:`forexd.backtest.stops.protected_fills`.
+    """
+    params = protection_params(strategy)
+    if params is not None:
+        at, units, price, fee, why = protected_fills(series, strategy, params, costs)
+    else:
+        held = held_positions(strategy.targets(series.bar_arrays()))
+        delta = np.diff(held, prepend=0)
+        at = np.flatnonzero(delta)
+        units = delta[at]
+        price = fill_prices(costs, series.instrument, series.open[at], units)
+        fee = commissions(costs, series.instrument, units, price)
+        why = np.zeros(len(at), np.int64)
     path = replay_positions(series.instrument, series.ts[at], units, price, fee)
-    return at, units, price, fee, path
+    return at, units, price, fee, path, why
 
 
 def run_vectorised(
@@ -115,7 +126,7 @@ def run_vectorised(
         symbol_fills(s, strat, costs) for s, strat in zip(data.series, strategies, strict=True)
     ]
     if len(per_symbol) == 1:
-        at, units, price, fee, path = per_symbol[0]
+        at, units, price, fee, path, why = per_symbol[0]
         bar, code = at, np.zeros(len(at), np.int64)
         realized = path.realized
     else:
@@ -132,9 +143,10 @@ def run_vectorised(
         price = np.concatenate([p[2] for p in per_symbol])[order]
         fee = np.concatenate([p[3] for p in per_symbol])[order]
         realized = np.concatenate([p[4].realized for p in per_symbol])[order]
+        why = np.concatenate([p[5] for p in per_symbol])[order]
     # Ledger.balance is initial + realized - commission_paid, both running sums in fill
     # order; cumsum adds in the same order, so the balances are the ledger's exactly.
     balance = initial_balance + np.cumsum(realized) - np.cumsum(fee)
-    fills = FillTable(bar, code, data.ts[bar], units, price, fee, balance)
+    fills = FillTable(bar, code, data.ts[bar], units, price, fee, balance, why)
     paths = [(np.flatnonzero(code == k), p[4]) for k, p in enumerate(per_symbol)]
     return fills, paths

@@ -24,8 +24,12 @@ SHA-256 of the forexd id (deterministic, so a restart computes the same id). OAN
 documents no length or alphabet for a ClientID; the limit of 32 is our guess
 (docs/oanda.md).
 
-Why it is over 400 lines: submission, the bookkeeping of unresolved orders
-and the account refresh share one state; the resolution itself is in
+Protective stops (issue 12) are attached on fill (:func:`~.oanda_wire.on_fill_details`);
+the stop fills OANDA makes are read from the same transaction history
+(:func:`~.oanda_resolve.protective_fills_since`) and handed over like resolved fills.
+
+Why it is over 400 lines: submission, the bookkeeping of unresolved orders, the
+watch on stop fills and the account refresh share one state; the resolution itself is in
 :mod:`forexd.brokers.oanda_resolve` and the wire types in :mod:`~.oanda_wire`.
 """
 
@@ -47,6 +51,7 @@ from forexd.brokers.oanda_resolve import (
     UnresolvedView,
     get_transaction,
     lookup_order,
+    protective_fills_since,
     resolve,
 )
 from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-exported
@@ -60,10 +65,11 @@ from forexd.brokers.oanda_wire import (  # fill_from_transaction & co: re-export
     fill_from_transaction,
     malformed,
     oanda_client_id,
+    on_fill_details,
     positions_from,
     to_instrument,
 )
-from forexd.domain import ACCOUNT_CURRENCY, NS_PER_S, Fill, Order, OrderStatus
+from forexd.domain import ACCOUNT_CURRENCY, NS_PER_S, Fill, Order, OrderStatus, get_instrument
 from forexd.errors import BrokerError, OrderOutcomeUnknownError
 
 __all__ = [
@@ -139,6 +145,12 @@ class OandaBroker:
         self._ignored_instruments: set[str] = set()
         self._snapshot: AccountSnapshot | None = None
         self._last_txn = 0
+        self._last_close: dict[str, float] = {}  # for take-profit prices
+        self._protect_cursor: int | None = None  # stops watched after this transaction
+        self._levels: dict[str, dict[str, Any]] = {}  # stop/target placed per symbol
+        # The run loop and the drift check both scan: one at a time, each fill once.
+        self._scan_lock = anyio.Lock()
+        self._protective_seen: set[str] = set()
         self._problem: str | None = None
         self._problem_since: float | None = None
         self._counts = dict.fromkeys(
@@ -203,6 +215,16 @@ class OandaBroker:
                 "clientExtensions": {"id": wire, "tag": ORDER_TAG},
             }
         }
+        if order.protection is not None:
+            # Attached on fill: the stop exists at OANDA from the fill on (issue 12).
+            body["order"].update(
+                on_fill_details(
+                    order.protection,
+                    order.symbol,
+                    order.units,
+                    self._last_close.get(order.symbol),
+                )
+            )
         cursor = self._last_txn  # every transaction of this order comes after it
         status: int | None = None
         self._counts["posts"] += 1
@@ -216,6 +238,7 @@ class OandaBroker:
             self._note_last_txn(payload)
             fills = self._parse_create(order, status, payload)
             if fills is not None:
+                self._note_levels(order, fills)
                 return fills
             code = payload.get("errorCode") or ""
             cause = f"HTTP {status} {code}".strip()
@@ -328,11 +351,88 @@ class OandaBroker:
                 )
 
     async def on_bar(self, bar: Any) -> list[Fill]:
-        """Fills of this symbol's orders resolved since the last bar (no network here)."""
+        """Fills of this symbol resolved or made by its stops since the last bar (no I/O)."""
+        self._last_close[bar.symbol] = bar.close
         mine = [f for f in self._resolved_fills if f.symbol == bar.symbol]
         if mine:
             self._resolved_fills = [f for f in self._resolved_fills if f.symbol != bar.symbol]
         return mine
+
+    @property
+    def last_transaction_id(self) -> int:
+        """The newest transaction id seen in any answer (0 before the first)."""
+        return self._last_txn
+
+    def watch_protective(self, after_txn: int) -> None:
+        """Report stop/target fills made after transaction ``after_txn`` (see :meth:`run`)."""
+        self._protect_cursor = after_txn
+
+    async def protective_fills_since(self, after_txn: int) -> tuple[list[Fill], int]:
+        """Stop/target/trailing fills after ``after_txn`` and the last transaction read.
+
+        Raises:
+            BrokerError: OANDA could not be asked.
+        """
+        return await protective_fills_since(self._api, after_txn)
+
+    async def scan_protective(self) -> None:
+        """Queue the stop fills made since the watch cursor; :meth:`on_bar` hands them over.
+
+        Raises:
+            BrokerError: OANDA could not be asked (the cursor stays).
+        """
+        async with self._scan_lock:
+            if self._protect_cursor is None:
+                return
+            cursor = self._protect_cursor
+            fills, self._protect_cursor = await protective_fills_since(self._api, cursor)
+            fills = [f for f in fills if f.fill_id not in self._protective_seen]
+            self._protective_seen.update(f.fill_id for f in fills)
+            self._queue_protective(fills)
+
+    def _queue_protective(self, fills: list[Fill]) -> None:
+        for fill in fills:
+            _log.warning(
+                "oanda_protective_fill",
+                symbol=fill.symbol,
+                units=fill.units,
+                price=fill.price,
+                reason=fill.reason,
+                fill_id=fill.fill_id,
+            )
+            self._levels.pop(fill.symbol, None)  # the trade and its dependents are gone
+        self._resolved_fills.extend(fills)
+
+    def _note_levels(self, order: Order, fills: list[Fill]) -> None:
+        """Remember where the stop/target of a protected fill sit (for ``ctl status``)."""
+        p = order.protection
+        if not fills:
+            return
+        if p is None:
+            placed = self._levels.get(order.symbol)
+            if placed is not None and placed["side"] * order.units < 0:
+                del self._levels[order.symbol]  # closed or reversed: v20 cancelled them
+            return
+        price, side = fills[-1].price, 1 if order.units > 0 else -1
+        digits = get_instrument(order.symbol).price_precision
+        tp = None
+        if p.take_profit_distance is not None and order.symbol in self._last_close:
+            reference = self._last_close[order.symbol]
+            tp = round(reference + side * p.take_profit_distance, digits)
+        self._levels[order.symbol] = {
+            "stop": round(price - side * p.stop_distance, digits),
+            "take_profit": tp,
+            "stop_kind": "trailing" if p.trailing else "fixed",
+            "side": side,
+        }
+
+    def protection_of(self, symbol: str) -> dict[str, Any] | None:
+        """The stop (as placed; a trailing one moves at OANDA) and target of ``symbol``."""
+        return self._levels.get(symbol)
+
+    def queued_units(self, symbol: str) -> int:
+        """Units of ``symbol`` fills queued for the next bar (drift counts them as done)."""
+        return sum(f.units for f in self._resolved_fills if f.symbol == symbol)
 
     def take_released(self, symbol: str) -> list[tuple[Order, str]]:
         """Orders of ``symbol`` proven never executed since the last call, with the proof."""
@@ -382,6 +482,7 @@ class OandaBroker:
                     next_refresh = anyio.current_time() + self._refresh_s
                 if self._unresolved:
                     await self.resolve_pending()
+                await self.scan_protective()
             except BrokerError as exc:
                 refused = isinstance(exc, OandaApiError) and exc.status in (401, 403)
                 # A token revoked for a while is an outage too: alert, keep retrying.

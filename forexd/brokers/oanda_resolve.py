@@ -32,8 +32,14 @@ from urllib.parse import quote
 import anyio
 
 from forexd.brokers.oanda_api import OandaApi
-from forexd.brokers.oanda_wire import OandaApiError, malformed
-from forexd.domain import Order
+from forexd.brokers.oanda_wire import (
+    PROTECTIVE_FILL_REASONS,
+    OandaApiError,
+    fill_from_transaction,
+    malformed,
+    to_symbol,
+)
+from forexd.domain import Fill, Order
 
 SINCEID_PAGES_PER_PASS = 10  # one sinceid answer holds at most 1000 (observed, subset §7)
 
@@ -187,3 +193,41 @@ async def resolve(api: OandaApi, item: Unresolved, absent_after_s: float) -> Res
             "after it was sent",
         )
     return Resolution("unknown")
+
+
+async def protective_fills_since(api: OandaApi, cursor: int) -> tuple[list[Fill], int]:
+    """Fills made by trades' dependent orders after transaction ``cursor``, and the new cursor.
+
+    A stop-loss, take-profit or trailing stop that OANDA triggered (``ORDER_FILL`` with
+    reason ``STOP_LOSS_ORDER``, ``TAKE_PROFIT_ORDER`` or ``TRAILING_STOP_LOSS_ORDER``) of
+    an instrument forexd trades. Their client id is ``oanda-trade-{tradeID}:{reason}``
+    (the trade it closed: the id of the fill that opened it). Pages the same
+    ``/transactions/sinceid`` as :func:`scan_transactions`; the cursor only advances over
+    pages that were read, so an interrupted pass resumes where it stopped.
+
+    Raises:
+        BrokerError: OANDA could not be asked, or a page is malformed.
+    """
+    path = api.account_path("/transactions/sinceid")
+    found: list[Fill] = []
+    for _ in range(SINCEID_PAGES_PER_PASS):
+        payload = await api.get(path, {"id": str(cursor)})
+        txns = payload.get("transactions")
+        if not isinstance(txns, list):
+            raise malformed("transactions page", payload)
+        if not txns:
+            break
+        for txn in txns:
+            if not isinstance(txn, Mapping) or not str(txn.get("id", "")).isdigit():
+                raise malformed("transaction", txn)
+            reason = PROTECTIVE_FILL_REASONS.get(str(txn.get("reason")))
+            if (
+                txn.get("type") == "ORDER_FILL"
+                and reason is not None
+                and to_symbol(str(txn.get("instrument"))) is not None
+            ):
+                closed = [leg for leg in txn.get("tradesClosed") or () if isinstance(leg, Mapping)]
+                trade = str(closed[0].get("tradeID")) if closed else str(txn.get("orderID"))
+                found.append(fill_from_transaction(txn, f"oanda-trade-{trade}:{reason}"))
+            cursor = max(cursor, int(txn["id"]))
+    return found, cursor

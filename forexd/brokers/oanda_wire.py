@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from forexd.brokers.base import AccountSnapshot
-from forexd.domain import NS_PER_S, Fill, get_instrument
+from forexd.domain import NS_PER_S, Fill, Protection, get_instrument
 from forexd.errors import BrokerError, ForexdError
 
 CLIENT_ID_MAX_CHARS = 32  # our guess: OANDA documents no limit
@@ -201,6 +201,54 @@ def check_installation_id(value: str) -> str:
     return value
 
 
+# -- protection on fill ----------------------------------------------------------------
+
+PROTECTIVE_FILL_REASONS = {
+    "STOP_LOSS_ORDER": "stop_loss",
+    "TAKE_PROFIT_ORDER": "take_profit",
+    "TRAILING_STOP_LOSS_ORDER": "trailing_stop",
+}
+"""``ORDER_FILL.reason`` of a trade's dependent order → forexd's ``Fill.reason``."""
+
+
+def on_fill_details(
+    protection: Protection, symbol: str, units: int, reference: float | None
+) -> dict[str, Any]:
+    """The ``MarketOrderRequest`` fields that attach ``protection`` to the trade it opens.
+
+    v20: ``stopLossOnFill`` / ``trailingStopLossOnFill`` take a ``distance`` from the fill
+    price (so the stop is placed from the real fill), ``takeProfitOnFill`` only a
+    ``price``, computed here from ``reference`` (the last close the daemon saw). All GTC.
+
+    Raises:
+        BrokerError: a distance rounds to zero at the pair's precision, or a take-profit
+            is asked for before any price is known.
+    """
+    inst = get_instrument(symbol)
+    digits = inst.price_precision
+
+    def distance(value: float, what: str) -> str:
+        text = f"{value:.{digits}f}"
+        if Decimal(text) <= 0:
+            raise BrokerError(
+                f"{what} distance {value!r} for {symbol} rounds to 0 at {digits} decimals; "
+                "use a larger stop_atr"
+            )
+        return text
+
+    stop = distance(protection.stop_distance, "stop-loss")
+    out: dict[str, Any] = {}
+    key = "trailingStopLossOnFill" if protection.trailing else "stopLossOnFill"
+    out[key] = {"distance": stop, "timeInForce": "GTC"}
+    tp = protection.take_profit_distance
+    if tp is not None:
+        if reference is None:
+            raise BrokerError(f"no price seen yet for {symbol}: cannot place a take-profit")
+        price = reference + tp if units > 0 else reference - tp
+        out["takeProfitOnFill"] = {"price": f"{price:.{digits}f}", "timeInForce": "GTC"}
+    return out
+
+
 # -- transactions ----------------------------------------------------------------------
 
 
@@ -244,6 +292,7 @@ def fill_from_transaction(txn: Mapping[str, Any], client_id: str) -> Fill:
         price=float(price),
         commission=float(cost),
         ts=parse_time(str(txn["time"])),
+        reason=PROTECTIVE_FILL_REASONS.get(str(txn.get("reason")), ""),
     )
 
 

@@ -8,12 +8,13 @@ it, exactly as it would ask OANDA, what happened to an order whose outcome it di
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 from forexd.brokers.base import AccountSnapshot, BrokerOrderState
-from forexd.brokers.ledger import CostModel, Ledger
-from forexd.domain import Bar, Fill, Order, OrderStatus
+from forexd.brokers.ledger import CostModel, Ledger, Protective
+from forexd.domain import Bar, Fill, Order, OrderStatus, Protection
 from forexd.storage.db import StorageWriter, damaged, is_damaged, now_ns, open_sync
 from forexd.storage.orders import SQL_EVENT
 
@@ -80,13 +81,21 @@ class PaperBroker:
             self.ledger.apply(fill)
             self._fills_by_order.setdefault(cid, []).append(fill)
             self._clock[sym] = max(self._clock.get(sym, fill.ts), fill.ts)
-        for cid, sym, units, bar_ts, submitted in conn.execute(
-            "SELECT client_id, symbol, units, bar_ts, submitted_ns FROM paper_orders ORDER BY rowid"
+        for cid, sym, units, bar_ts, submitted, protection in conn.execute(
+            "SELECT client_id, symbol, units, bar_ts, submitted_ns, protection "
+            "FROM paper_orders ORDER BY rowid"
         ):
-            order = Order(cid, sym, int(units), int(bar_ts), int(submitted))
+            order = Order(
+                cid, sym, int(units), int(bar_ts), int(submitted), "", _protection(protection)
+            )
             self._known[cid] = order
             if cid not in self._fills_by_order:
                 self.ledger.submit(order)
+        for sym, cid, side, stop, tp, trail in conn.execute(
+            "SELECT symbol, client_id, side, stop, take_profit, trail FROM paper_protection"
+        ):
+            if self.ledger.units(sym) * int(side) > 0:  # levels of a position still open
+                self.ledger.protective[sym] = Protective(cid, int(side), stop, tp, trail)
         for sym, close, ts in conn.execute(
             "SELECT c.symbol, c.close, c.ts FROM candles c JOIN (SELECT symbol, MAX(ts) AS ts "
             "FROM candles GROUP BY symbol) m ON c.symbol = m.symbol AND c.ts = m.ts"
@@ -107,8 +116,8 @@ class PaperBroker:
         # record; this one rides the same FIFO writer, so it can never be on disk without
         # it, and if it is lost in a crash, reconciliation sees "never reached the broker".
         self._writer.submit(
-            "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns,"
+            " protection) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 order.client_id,
                 order.symbol,
@@ -116,6 +125,7 @@ class PaperBroker:
                 order.bar_ts,
                 OrderStatus.SUBMITTED.value,
                 now_ns(),
+                _protection_json(order.protection),
             ),
         )
         self._known[order.client_id] = order
@@ -132,6 +142,7 @@ class PaperBroker:
         if bar.ts <= self._clock.get(bar.symbol, bar.ts - 1):
             return []
         self._clock[bar.symbol] = bar.ts
+        before = self._levels(bar.symbol)
         fills = self.ledger.on_bar(bar)
         if fills:
             for fill in fills:
@@ -153,9 +164,37 @@ class PaperBroker:
                     "UPDATE paper_orders SET status = ? WHERE client_id = ?",
                     (OrderStatus.FILLED.value, fill.client_id),
                 )
+        after = self._levels(bar.symbol)
+        if after != before:  # after the fills: levels are never on disk ahead of them
+            self._store_levels(bar.symbol, after)
         # No flush: the actor records these fills through the same FIFO writer, so the
         # book and the fills table always reach the disk together or not at all.
         return fills
+
+    def _levels(self, symbol: str) -> tuple[str, int, float, float | None, float | None] | None:
+        g = self.ledger.protective.get(symbol)
+        return None if g is None else (g.client_id, g.side, g.stop, g.take_profit, g.trail)
+
+    def _store_levels(
+        self, symbol: str, levels: tuple[str, int, float, float | None, float | None] | None
+    ) -> None:
+        """Persist the symbol's protective levels (same FIFO writer as its fills)."""
+        if levels is None:
+            self._writer.submit("DELETE FROM paper_protection WHERE symbol = ?", (symbol,))
+            return
+        self._writer.submit(
+            "INSERT OR REPLACE INTO paper_protection (symbol, client_id, side, stop, "
+            "take_profit, trail) VALUES (?, ?, ?, ?, ?, ?)",
+            (symbol, *levels),
+        )
+
+    def protection_of(self, symbol: str) -> dict[str, float | str | None] | None:
+        """The stop and target protecting ``symbol``'s position, for ``ctl status``."""
+        g = self.ledger.protective.get(symbol)
+        if g is None:
+            return None
+        kind = "trailing" if g.trail is not None else "fixed"
+        return {"stop": g.stop, "take_profit": g.take_profit, "stop_kind": kind}
 
     async def lookup_order(self, client_id: str) -> BrokerOrderState | None:
         """What the paper book knows about ``client_id``."""
@@ -177,3 +216,18 @@ class PaperBroker:
             equity=self.ledger.balance + unrealized,
             unrealized_pnl=unrealized,
         )
+
+
+def _protection_json(p: Protection | None) -> str | None:
+    if p is None:
+        return None
+    return json.dumps(
+        {"stop": p.stop_distance, "take_profit": p.take_profit_distance, "trailing": p.trailing}
+    )
+
+
+def _protection(text: str | None) -> Protection | None:
+    if not text:
+        return None
+    d = json.loads(text)
+    return Protection(float(d["stop"]), d["take_profit"], bool(d["trailing"]))

@@ -17,6 +17,7 @@ STATUS_COLUMNS = (
     Col("last bar (UTC)", "left", keep=5),
     Col("bars", keep=2),
     Col("position"),
+    Col("stop / target", keep=2),
     Col("realized", keep=6),
     Col("unrealized", keep=3),
     Col("orders", keep=4),
@@ -67,6 +68,7 @@ def print_status(status: dict[str, Any], console: Any) -> None:
             compact_time(s["last_bar_time"]),
             str(s["bars_seen"]),
             str(s["position_units"]),
+            _stops(s.get("protection")),
             money(s["realized_pnl"]),
             money(s["unrealized_pnl"]),
             str(s["orders_sent"]),
@@ -79,6 +81,15 @@ def print_status(status: dict[str, Any], console: Any) -> None:
         if s["last_error"]:
             console.print(f"[red]{s['symbol']} last error:[/] {s['last_error']}", markup=True)
         _print_training(console, s["symbol"], s.get("training"))
+
+
+def _stops(p: dict[str, Any] | None) -> str:
+    """``1.09820 / 1.10310`` (``~`` marks a trailing stop, ``-`` no target or no stop)."""
+    if not p:
+        return "-"
+    mark = "~" if p.get("stop_kind") == "trailing" else ""
+    tp = p.get("take_profit")
+    return f"{mark}{p['stop']} / {'-' if tp is None else tp}"
 
 
 def _risk_line(risk: dict[str, Any]) -> str:

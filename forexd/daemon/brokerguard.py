@@ -99,7 +99,13 @@ class BrokerGuard:
     # -- OrderGate / RiskHooks ----------------------------------------------------------
 
     def check(
-        self, symbol: str, units: int, position_units: int, price: float, ts: int
+        self,
+        symbol: str,
+        units: int,
+        position_units: int,
+        price: float,
+        ts: int,
+        stop_distance: float | None = None,
     ) -> GateDecision:
         """Deny while degraded; reduce-only while unresolved or drifted; then risk."""
         state, reason = self._blocking(symbol)
@@ -117,7 +123,7 @@ class BrokerGuard:
             units = clipped
         if self.inner is None:
             return GateDecision(units, None)
-        return self.inner.check(symbol, units, position_units, price, ts)
+        return self.inner.check(symbol, units, position_units, price, ts, stop_distance)
 
     def on_fill(self, realized: float, commission: float, ts: int) -> None:
         """Pass a fill on to the risk gate."""
@@ -206,13 +212,16 @@ class BrokerGuard:
         Raises:
             BrokerError: OANDA could not be asked.
         """
+        # Stops OANDA triggered are fills the actors have not booked yet: fetch them first
+        # and count them as booked, or a stop-out would look like drift (issue 12).
+        await self.broker.scan_protective()
         broker = await self.broker.open_positions()
         self.checks += 1
         unresolved = {u.symbol for u in self.broker.unresolved()}
         for symbol, actor in list(self._actors().items()):
             theirs, price = broker.get(symbol, (0, 0.0))
             self._broker_units[symbol] = theirs
-            ours = actor.position.units
+            ours = actor.position.units + self.broker.queued_units(symbol)
             in_flight = actor.core.pending_units
             if theirs in (ours, ours + in_flight) or symbol in unresolved:
                 self._suspect.pop(symbol, None)

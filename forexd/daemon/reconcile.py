@@ -102,6 +102,7 @@ async def reconcile(
         status = OrderStatus.FILLED if state.fills else state.status
         writer.submit(SQL_ORDER_STATUS, (status.value, None, now, client_id))
 
+    await _recover_protective(broker, known_fills, positions, writer, report, log)
     at_broker = await broker.positions()
     for symbol in sorted(set(at_broker) | {s for s, p in positions.items() if p.units}):
         ours = positions[symbol].units if symbol in positions else 0
@@ -118,6 +119,46 @@ async def reconcile(
     await writer.flush()
     log.info("reconciled", **report.to_dict())
     return report
+
+
+async def _recover_protective(
+    broker: Broker,
+    known_fills: set[str],
+    positions: dict[str, Position],
+    writer: StorageWriter,
+    report: ReconcileReport,
+    log: Any,
+) -> None:
+    """Book the stops the broker triggered while the daemon was down; then watch for more.
+
+    Live brokers only (``protective_fills_since``). The search starts after the newest
+    broker fill the database holds (OANDA fill ids are transaction ids, in order), or at
+    the account's last transaction for a database without one.
+    """
+    since = getattr(broker, "protective_fills_since", None)
+    if since is None:
+        return
+    numeric = [int(f) for f in known_fills if f.isdigit()]
+    cursor = max(numeric) if numeric else int(getattr(broker, "last_transaction_id", 0))
+    while True:
+        fills, after = await since(cursor)
+        for fill in fills:
+            if fill.fill_id in known_fills:
+                continue
+            pos = positions.setdefault(fill.symbol, Position(fill.symbol))
+            realized = pos.apply(fill, get_instrument(fill.symbol))
+            known_fills.add(fill.fill_id)
+            report.fills_recovered.append(fill.fill_id)
+            queue_fill(writer, fill, realized, pos)
+            detail = {"client_id": fill.client_id, "fill_id": fill.fill_id, "reason": fill.reason}
+            writer.submit(
+                SQL_EVENT, (now_ns(), "protective_fill_recovered", fill.symbol, json.dumps(detail))
+            )
+            log.warning("reconcile_protective_fill", symbol=fill.symbol, **detail)
+        if after == cursor:
+            break
+        cursor = after
+    broker.watch_protective(cursor)  # type: ignore[attr-defined]
 
 
 def _read_state(

@@ -154,14 +154,26 @@ class RiskRuntime:
     # -- OrderGate -----------------------------------------------------------------
 
     def check(
-        self, symbol: str, units: int, position_units: int, price: float, ts: int
+        self,
+        symbol: str,
+        units: int,
+        position_units: int,
+        price: float,
+        ts: int,
+        stop_distance: float | None = None,
     ) -> GateDecision:
         """Adapt the gate to :class:`~forexd.actors.core.OrderGate`."""
         assert self.gate is not None
         holdings = dict(self._holdings())
         holdings[symbol] = Holding(position_units, price)
         result = self.gate.check(
-            symbol, units, price=price, positions=holdings, equity=self._equity, now_ns=ts
+            symbol,
+            units,
+            price=price,
+            positions=holdings,
+            equity=self._equity,
+            now_ns=ts,
+            stop_distance=stop_distance,
         )
         self._log_audit()
         if isinstance(result, Denial):

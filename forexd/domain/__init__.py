@@ -160,6 +160,39 @@ class OrderStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
+EXIT_STOP_LOSS = "stop_loss"
+EXIT_TAKE_PROFIT = "take_profit"
+EXIT_TRAILING_STOP = "trailing_stop"
+PROTECTIVE_EXITS = frozenset({EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_TRAILING_STOP})
+"""``Fill.reason`` of a fill made by a position's protection, not by a decision."""
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """Protective exits attached to an order, as distances from its fill price.
+
+    The broker holds them from the fill on (OANDA: ``stopLossOnFill`` and friends; paper
+    and backtest: :mod:`forexd.brokers.ledger`), so a dead daemon leaves no naked position.
+
+    Attributes:
+        stop_distance: price distance from the fill to the stop-loss (> 0).
+        take_profit_distance: price distance to the take-profit, or ``None`` for none.
+        trailing: the stop trails the best price by ``stop_distance`` instead of staying
+            where it was placed.
+    """
+
+    stop_distance: float
+    take_profit_distance: float | None = None
+    trailing: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.stop_distance < float("inf"):
+            raise ValueError(f"stop distance must be a positive price, got {self.stop_distance}")
+        tp = self.take_profit_distance
+        if tp is not None and not 0.0 < tp < float("inf"):
+            raise ValueError(f"take-profit distance must be a positive price, got {tp}")
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     """A market order. ``units`` > 0 buys the base currency, < 0 sells it.
@@ -174,6 +207,7 @@ class Order:
     bar_ts: int
     created_ns: int
     reason: str = ""
+    protection: Protection | None = None
 
     @staticmethod
     def make_client_id(symbol: str, bar_ts: int, seq: int) -> str:
@@ -183,7 +217,11 @@ class Order:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """An execution reported by the broker."""
+    """An execution reported by the broker.
+
+    ``reason`` is empty for an order's own fill and one of :data:`PROTECTIVE_EXITS` for a
+    fill made by the position's stop-loss, take-profit or trailing stop.
+    """
 
     fill_id: str
     client_id: str
@@ -192,6 +230,7 @@ class Fill:
     price: float
     commission: float
     ts: int
+    reason: str = ""
 
 
 @dataclass(slots=True)

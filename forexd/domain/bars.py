@@ -173,3 +173,27 @@ class BarArrays:
 
     def __len__(self) -> int:
         return len(self.ts)
+
+
+ATR_BARS = 14
+
+
+def average_true_range(history: BarHistory, n: int = ATR_BARS) -> float:
+    """Simple mean true range of the last ``n`` bars (0.0 with fewer than 2 bars)."""
+    if len(history) < 2:
+        return 0.0
+    k = min(n, len(history) - 1)
+    prev_close = history.closes(k + 1)[:-1]
+    return mean_true_range(history.highs(k).tolist(), history.lows(k).tolist(), prev_close.tolist())
+
+
+def mean_true_range(high: list[float], low: list[float], prev_close: list[float]) -> float:
+    """Mean of ``max(h - l, |h - c_prev|, |l - c_prev|)``, summed in order (bit-exact).
+
+    The one formula the live path (:func:`average_true_range`) and the vectorised backtest
+    both call, so their stop distances are the same doubles.
+    """
+    tr = [
+        max(h - lo, abs(h - c), abs(lo - c)) for h, lo, c in zip(high, low, prev_close, strict=True)
+    ]
+    return float(sum(tr) / len(tr))

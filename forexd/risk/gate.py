@@ -99,6 +99,7 @@ class RiskGate(RiskBook):
         positions: Mapping[str, Holding],
         equity: float,
         now_ns: int,
+        stop_distance: float | None = None,
     ) -> Approval | Denial:
         """Approve (possibly clipped) or deny an order; record it in the state.
 
@@ -109,6 +110,8 @@ class RiskGate(RiskBook):
             positions: every open position with its mark price; ``symbol`` may be absent.
             equity: account equity now (USD), balance plus unrealised P&L.
             now_ns: current time (epoch ns; the simulated clock in a backtest).
+            stop_distance: the order's stop-loss distance (price units), ``None`` without
+                one; with ``require_stop`` an order that is not reducing needs one.
 
         Returns:
             An :class:`Approval` the caller must send as is (it took an order-rate slot),
@@ -139,6 +142,9 @@ class RiskGate(RiskBook):
         reducing = (pos > 0 and -pos <= units < 0) or (pos < 0 and 0 < units <= -pos)
         allowed = units
         clipped_by: DenialReason | None = None
+        if not reducing and self._limits.require_stop and stop_distance is None:
+            detail = "[risk] require_stop is on; give the strategy a stop (stop_atr)"
+            return self._deny(symbol, units, DenialReason.NO_STOP, detail)
         if not reducing:
             restrict: DenialReason | None = None
             if account.state is _REDUCING:
@@ -164,11 +170,24 @@ class RiskGate(RiskBook):
                 detail = f"{len(orders)} orders in the last 60 s (limit {max_rate})"
                 return self._deny(symbol, units, DenialReason.ORDER_RATE, detail)
 
+        at_stop: DenialReason | None = None
+        cap = self._limits.max_risk_at_stop_usd
+        if not reducing and cap is not None and stop_distance is not None:
+            # Risk at stop: the new position's units × the stop distance, in USD.
+            per_unit = inst.to_account(stop_distance, price)
+            most = _floor_units(cap, per_unit, abs(pos + units)) if per_unit > 0 else 0
+            if most < abs(pos + units):
+                sign = 1 if units > 0 else -1
+                if most == 0 or (pos != 0 and (pos > 0) == (sign > 0) and most <= abs(pos)):
+                    detail = f"{abs(pos + units)} units × {stop_distance} > {cap} USD"
+                    return self._deny(symbol, units, DenialReason.MAX_RISK_AT_STOP, detail)
+                units, at_stop = sign * most - pos, DenialReason.MAX_RISK_AT_STOP
         if not reducing:
             fitted = self._fit(symbol, inst, pos, units, price, positions)
             if isinstance(fitted, Denial):
                 return fitted
             allowed, clipped_by = fitted
+            clipped_by = clipped_by or at_stop
             # A clipped flip can end up a plain reduction; report what is actually sent.
             reducing = (pos > 0 and -pos <= allowed < 0) or (pos < 0 and 0 < allowed <= -pos)
 

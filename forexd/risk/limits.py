@@ -70,6 +70,8 @@ class DenialReason(str, enum.Enum):
     DAILY_LOSS = "daily_loss"
     DRAWDOWN = "drawdown"
     UNKNOWN_SYMBOL = "unknown_symbol"
+    MAX_RISK_AT_STOP = "max_risk_at_stop"  # the position's loss at its stop would be too big
+    NO_STOP = "no_stop"  # [risk] require_stop is on and the opening order carries no stop
     BAD_INPUT = "bad_input"  # zero units, non-finite or non-positive price, non-finite equity
 
 
@@ -116,7 +118,26 @@ class RiskLimits(BaseModel):
         description="fall from the equity peak, as a fraction, that halts the account",
     )
 
-    @field_validator("*", mode="before")
+    max_risk_at_stop_usd: float | None = Field(
+        None,
+        gt=0,
+        description="largest loss at the stop of one position (units × stop distance), USD",
+    )
+    require_stop: bool = Field(
+        False, description="refuse an order that opens or grows a position without a stop-loss"
+    )
+
+    @field_validator(
+        "max_units_per_symbol",
+        "max_gross_exposure_usd",
+        "max_net_exposure_usd",
+        "max_open_positions",
+        "max_orders_per_minute",
+        "daily_loss_limit_usd",
+        "max_drawdown",
+        "max_risk_at_stop_usd",
+        mode="before",
+    )
     @classmethod
     def _false_means_off(cls, value: object) -> object:
         if value is False or (isinstance(value, str) and value.strip().lower() in _OFF_WORDS):

@@ -153,13 +153,16 @@ class SizingConfig(BaseModel):
         atr: float,
         win_prob: float | None = None,
         payoff_ratio: float | None = None,
+        stop_distance: float | None = None,
     ) -> int:
         """Size a trade with the configured method and an ATR-based stop.
 
         ``kelly`` needs ``win_prob`` and ``payoff_ratio``; without them it sizes to zero
-        (no estimate of the edge, no trade).
+        (no estimate of the edge, no trade). ``stop_distance``, when the order carries a
+        real stop (:class:`~forexd.domain.Protection`), replaces ``atr_multiple × ATR``: the
+        risk sized is then the loss at the stop the broker actually holds.
         """
-        stop = atr_stop_distance(atr, self.atr_multiple)
+        stop = atr_stop_distance(atr, self.atr_multiple) if stop_distance is None else stop_distance
         if self.method == "fixed_fractional":
             return units_for_risk(
                 instrument,

@@ -70,6 +70,15 @@ MIGRATIONS: list[list[str]] = [
         """CREATE UNIQUE INDEX paper_fills_one_per_order
             ON paper_fills (client_id) WHERE duplicate = 0""",
     ],
+    # 4: protective stops on the paper broker (issue 12). An accepted order keeps its
+    # protection (JSON, NULL for none) so a restart cannot queue it naked; the levels that
+    # protect each open position, trailing moves included, survive a restart too.
+    [
+        "ALTER TABLE paper_orders ADD COLUMN protection TEXT",
+        """CREATE TABLE paper_protection (
+            symbol TEXT PRIMARY KEY, client_id TEXT NOT NULL, side INTEGER NOT NULL,
+            stop REAL NOT NULL, take_profit REAL, trail REAL)""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 import structlog
 
+from forexd.domain import Protection
 from forexd.domain.bars import BarHistory, FloatArray
 from forexd.errors import ForexdError
 
@@ -87,6 +88,10 @@ class MlStrategy:
                 f"but this strategy keeps {self.warmup_bars}; retrain it"
             )
         self._live = live
+
+    def protection(self, history: BarHistory) -> Protection | None:
+        """Stop/target from the ATR when ``stop_atr`` is set (off by default)."""
+        return self.params.protection_for(history)
 
     def decide(self, history: BarHistory, position_units: int) -> int | None:
         """Target from the champion's probabilities; ``None`` without a champion."""

@@ -13,9 +13,10 @@ from pydantic import Field, model_validator
 
 from forexd.models.errors import RL_INSTALL_HINT, TORCH_INSTALL_HINT
 from forexd.models.trainconfig import TrainConfig
+from forexd.strategies.base import ProtectionParams
 
 
-class MlParams(TrainConfig):
+class MlParams(TrainConfig, ProtectionParams):
     """Parameters of :class:`~forexd.strategies.ml.MlStrategy`.
 
     Attributes:
@@ -24,6 +25,7 @@ class MlParams(TrainConfig):
         exit_threshold: an open position is kept while its side's probability is at least
             this (at most ``entry_threshold``).
         units: position size in base units.
+        stop_atr, take_profit_atr, trailing: protective exits (:class:`ProtectionParams`).
     """
 
     retrain_every_bars: int = Field(500, ge=1, description="bars between scheduled cycles")

@@ -19,12 +19,13 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
+from forexd.domain import Protection
 from forexd.domain.bars import BarArrays, BarHistory, IntArray
-from forexd.strategies.base import NO_CHANGE, StrategyParams
+from forexd.strategies.base import NO_CHANGE, ProtectionParams, StrategyParams
 
 
-class SmaCrossParams(StrategyParams):
-    """Parameters of :class:`SmaCross`."""
+class SmaCrossParams(StrategyParams, ProtectionParams):
+    """Parameters of :class:`SmaCross` (protection off unless ``stop_atr`` is set)."""
 
     fast: int = Field(10, ge=1, le=10_000, description="bars in the fast average")
     slow: int = Field(20, ge=2, le=100_000, description="bars in the slow average")
@@ -57,6 +58,10 @@ class SmaCross:
     def warmup_bars(self) -> int:
         """Bars needed before the slow average exists."""
         return self.params.slow
+
+    def protection(self, history: BarHistory) -> Protection | None:
+        """Stop/target from the ATR when ``stop_atr`` is set (see :class:`ProtectionParams`)."""
+        return self.params.protection_for(history)
 
     def decide(self, history: BarHistory, position_units: int) -> int | None:
         """Target from the last ``slow`` closes; ``None`` while warming up or on a tie."""
