@@ -33,7 +33,7 @@ FAST_TESTS := tests/test_config.py tests/test_features.py tests/test_risk_limits
   tests/test_e2e_daemon.py::test_daemon_trades_reports_status_and_exits_cleanly_on_sigterm \
   tests/test_examples.py tests/test_backtest_report.py tests/test_models.py
 FAST_EXTRAS := metrics,report,search
-TEST_TOOLS  := pytest pytest-timeout hypothesis pyyaml
+TEST_TOOLS  := pytest pytest-timeout hypothesis pyyaml blockbuster
 # A Python 3.10 that runs (a pyenv shim named python3.10 may exist and fail).
 PY310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10; do \
   "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
