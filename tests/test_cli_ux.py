@@ -223,7 +223,10 @@ def test_config_typos_name_the_strategy_or_parameter_meant(tmp_path: Path) -> No
     res = run_cli("config", "check", str(bad))
     assert 2 == res.returncode
     assert "(did you mean 'fast'?)" in res.stderr
-    assert "sma_cross's parameters and defaults: fast=10, slow=20, units=10000" in res.stderr
+    assert (
+        "sma_cross's parameters and defaults: stop_atr=None, take_profit_atr=None, "
+        "trailing=False, fast=10, slow=20, units=10000"
+    ) in res.stderr
     bad.write_text('[[symbols]]\nsymbol = "EURUSD"\nstrategy = "sma_crss"\n', encoding="utf-8")
     res = run_cli("config", "check", str(bad))
     assert 2 == res.returncode and "(did you mean 'sma_cross'?)" in res.stderr

@@ -136,6 +136,8 @@ async def test_a_bar_replayed_behind_the_book_fills_nothing_after_a_restart(
         await writer.close()
 
 
+# Sets up and reads the store with the synchronous API it tests (not the runtime).
+@pytest.mark.allow_blocking
 @pytest.mark.anyio
 async def test_a_restart_keeps_the_stop_of_an_open_position_and_of_a_queued_order(
     tmp_path: Path,

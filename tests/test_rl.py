@@ -60,7 +60,15 @@ class ClipGate:
     def __init__(self, cap: int) -> None:
         self.cap = cap
 
-    def check(self, symbol: str, units: int, position_units: int, price: float, ts: int) -> Any:
+    def check(
+        self,
+        symbol: str,
+        units: int,
+        position_units: int,
+        price: float,
+        ts: int,
+        stop_distance: float | None = None,
+    ) -> Any:
         """Clip the order so |position| stays within the cap."""
         from forexd.actors.core import GateDecision
 
