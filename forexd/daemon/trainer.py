@@ -23,7 +23,7 @@ import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import numpy as np
@@ -38,6 +38,10 @@ from forexd.models.champion import LiveChampion, RetrainSchedule, promote
 from forexd.storage.db import now_ns
 from forexd.storage.model_registry import ModelRecord, ModelRegistry
 from forexd.strategies.ml_params import MlParams
+
+if TYPE_CHECKING:
+    from forexd.models.promotion import Champion
+    from forexd.models.trainer import CycleResult
 
 HandOver = Callable[[LiveChampion], Awaitable[None]]
 """Gives a promoted champion to whoever trades with it (the actor's inbox)."""
@@ -237,8 +241,6 @@ class ModelTrainer:
     async def _run(
         self, handle: Any, times: npt.NDArray[np.int64], log: Any, params: MlParams
     ) -> dict[str, Any]:
-        from forexd.daemon.trainjob import training_job, training_job_in_process
-
         ctx, symbol = self.ctx, self.symbol
         if ctx.writer is not None:
             await ctx.writer.flush()  # the newest candles are queued, not yet committed
@@ -249,24 +251,9 @@ class ModelTrainer:
             from forexd.models.device import choose_device
 
             device = choose_device(params.device)
-        job: Any
-        if ctx.pool.executor == "processes":
-            job = functools.partial(
-                training_job_in_process,
-                params,
-                ctx.paths,
-                ctx.budget,
-                handle.cycle_id,
-                symbol,
-                times,
-                current,
-                device,
-            )
-        else:
-            job = functools.partial(
-                training_job, params, ctx, registry, handle, symbol, times, current, device
-            )
-        result, record = await ctx.pool.run(job, timeout_s=params.train_timeout_s, device=device)
+        result, record = await self._train_challenger(
+            handle, times, params, registry, current, device
+        )
         self._state = "registering"
         try:
             await registry.aregister(record)
@@ -289,6 +276,39 @@ class ModelTrainer:
             "folds": len(result.walk_forward.folds),
             "seconds": result.seconds,
         }
+
+    async def _train_challenger(
+        self,
+        handle: Any,
+        times: npt.NDArray[np.int64],
+        params: MlParams,
+        registry: ModelRegistry,
+        current: Champion | None,
+        device: str,
+    ) -> tuple[CycleResult, ModelRecord]:
+        """One challenger trained (and compared with ``current``) in the compute pool; its
+        artifact is written, its registry row returned for the caller to register."""
+        from forexd.daemon.trainjob import training_job, training_job_in_process
+
+        ctx, symbol = self.ctx, self.symbol
+        job: Any
+        if ctx.pool.executor == "processes":
+            job = functools.partial(
+                training_job_in_process,
+                params,
+                ctx.paths,
+                ctx.budget,
+                handle.cycle_id,
+                symbol,
+                times,
+                current,
+                device,
+            )
+        else:
+            job = functools.partial(
+                training_job, params, ctx, registry, handle, symbol, times, current, device
+            )
+        return await ctx.pool.run(job, timeout_s=params.train_timeout_s, device=device)
 
     # -- observation --------------------------------------------------------------------
 
