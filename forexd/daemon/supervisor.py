@@ -563,8 +563,6 @@ class Daemon:
             await self._feed_svc.stop()
             await self._persist_svc.stop()
             if self._writer_svc.launched and not self._writer_svc.done.is_set():
-                for actor in self.actors.values():
-                    actor._write_progress()
                 # 2. Final flush, 3. the risk state (after the fills it counted are on
                 # disk), 4. close the writer and wait for its connection to close.
                 await self.writer.flush()
