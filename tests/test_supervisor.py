@@ -6,6 +6,8 @@ blockbuster (tests/conftest.py) fails any of these if forexd blocks the event lo
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from forexd.daemon.logsetup import configure_logging
 from forexd.daemon.paths import resolve_paths
 from forexd.daemon.supervisor import Daemon
 from forexd.domain import Bar, Fill
+from forexd.feeds.base import is_replay
 from forexd.storage.db import read_all
 from forexd.storage.riskstate import RiskStateStore
 from tests._inproc import InProcessDaemon, make_daemon, write_daemon_config
@@ -163,3 +166,19 @@ async def test_a_stop_inside_a_chunk_keeps_the_progress_of_the_last_finished_bar
     assert 4 == daemon.actors["EURUSD"].core.bars_seen
     stored = await read_all(daemon.paths.db, "SELECT last_bar_ts, bars_seen FROM actor_progress")
     assert [(BARS[3].ts, 4)] == stored
+
+
+def test_a_live_daemon_imports_no_pandas_and_still_knows_a_replay_feed() -> None:
+    """The runtime of a live (OANDA) daemon loads without pandas (~0.3 s of its start)."""
+    code = (
+        "import sys, forexd.cli.run, forexd.daemon.runner, forexd.feeds.oanda, "
+        "forexd.brokers.oanda; print('pandas' in sys.modules)"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (0, "False") == (child.returncode, child.stdout.strip()), child.stderr
+    from forexd.feeds.replay import ReplayFeed
+
+    assert is_replay(ReplayFeed({}, speed=0.0))
+    assert not is_replay(OneChunkFeed())
