@@ -63,10 +63,10 @@ def write_daemon_config(tmp: Path, body: str) -> Path:
     return path
 
 
-def make_daemon(config: Path) -> InProcessDaemon:
+def make_daemon(config: Path, cls: type[InProcessDaemon] = InProcessDaemon) -> InProcessDaemon:
     """Build (not start) an in-process daemon from a config file, as ``forexd run`` does."""
     settings = load_settings(config)
-    return InProcessDaemon(settings, resolve_paths(settings), config_path=config)
+    return cls(settings, resolve_paths(settings), config_path=config)
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:

@@ -5,7 +5,8 @@ Pure and single-threaded (the server serialises calls with one lock). Amounts ar
 nanoseconds and are formatted per ``Accept-Datetime-Format`` when a response is rendered
 (:func:`render`). Section numbers (§) refer to ``shared/docs/oanda-v20-subset.md``.
 
-Orders are executed by ``fake_oanda_orders.py`` and closed by ``fake_oanda_close.py``.
+Orders are executed by ``fake_oanda_orders.py`` and closed by ``fake_oanda_close.py``;
+every fill is booked by ``fake_oanda_fill.py``.
 Deliberate simplifications: no financing, no 250 ms price conflation, no
 ``maximumPositionSize``.
 """

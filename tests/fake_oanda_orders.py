@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 from tests.fake_oanda_book import (
-    MONEY,
     REJECT_MESSAGES,
     SPECS,
     ZERO,
@@ -28,6 +27,7 @@ from tests.fake_oanda_book import (
     to_decimal,
     units_str,
 )
+from tests.fake_oanda_fill import book_fill, reduce_trades
 from tests.fake_oanda_protect import ON_FILL, attach, cancel_dependents, parse_on_fill
 
 
@@ -198,7 +198,7 @@ def execute(
         return {"create": create, "cancel": txn}
     fill_id = str(len(book.transactions) + 1)  # the trade it opens takes the fill's id
     half_spread = (tick.ask - tick.bid) / 2
-    legs, remaining, pl = _reduce(book, instrument, units, price, half_spread, targets)
+    legs, remaining, pl = reduce_trades(book, instrument, units, price, half_spread, targets)
     opened = None
     if remaining and targets is None:
         trade = Trade(fill_id, instrument, price, book.now_ns, remaining, remaining)
@@ -215,32 +215,23 @@ def execute(
             ),
         }
     notional = abs(units) * (Decimal(1) if spec.base == "USD" else price)
-    commission = notional * book.commission_per_million / Decimal(1_000_000)
-    book.balance += pl - commission.quantize(MONEY)
-    book.realized += pl
-    book.commission_paid += commission.quantize(MONEY)
-    fill = book.txn(
-        "ORDER_FILL",
+    fill = book_fill(
+        book,
         batch,
-        orderID=batch,
-        **({"clientOrderID": ext["id"]} if ext.get("id") else {}),
+        order_id=batch,
+        client_order_id=ext.get("id"),
         instrument=instrument,
-        units=units_str(units),
-        price=spec.px(price),
-        fullVWAP=spec.px(price),
-        fullPrice={
+        units=units,
+        price=price,
+        full_price={
             k: v for k, v in book.price_message(instrument, tick).items() if k != "tradeable"
         },
         reason=fill_reason,
-        pl=money(pl),
-        financing=money(ZERO),
-        commission=money(commission),
-        guaranteedExecutionFee=money(ZERO),
-        halfSpreadCost=money(book.usd(instrument, half_spread * abs(units), price)),
-        accountBalance=money(book.balance),
-        **({"tradeOpened": opened} if opened else {}),
-        **({"tradesClosed": legs["closed"]} if legs["closed"] else {}),
-        **({"tradeReduced": legs["reduced"][0]} if legs["reduced"] else {}),
+        pl=pl,
+        commission=notional * book.commission_per_million / Decimal(1_000_000),
+        half_spread_cost=money(book.usd(instrument, half_spread * abs(units), price)),
+        legs=legs,
+        opened=opened,
     )
     assert fill["id"] == fill_id
     for leg in legs["closed"]:  # v20: a closed trade's dependent orders are cancelled
@@ -255,41 +246,3 @@ def execute(
     if legs["closed"]:
         record["tradeClosedIDs"] = [leg["tradeID"] for leg in legs["closed"]]
     return {"create": create, "fill": fill}
-
-
-def _reduce(
-    book: Book,
-    instrument: str,
-    units: Decimal,
-    price: Decimal,
-    half_spread: Decimal,
-    targets: list[Trade] | None,
-) -> tuple[dict[str, list[dict[str, Any]]], Decimal, Decimal]:
-    if targets is None:
-        targets = (
-            [] if book.hedging else [t for t in book.open_trades() if t.instrument == instrument]
-        )
-    legs: dict[str, list[dict[str, Any]]] = {"closed": [], "reduced": []}
-    remaining = units
-    pl = ZERO
-    for trade in targets:
-        if not remaining or (trade.current_units > 0) == (remaining > 0):
-            continue
-        size = min(abs(remaining), abs(trade.current_units))
-        signed = size if remaining > 0 else -size
-        sign = 1 if trade.current_units > 0 else -1
-        trade_pl = book.usd(instrument, (price - trade.price) * size * sign, price).quantize(MONEY)
-        trade.current_units += signed
-        trade.realized_pl += trade_pl
-        remaining -= signed
-        pl += trade_pl
-        leg = {
-            "tradeID": trade.id,
-            "units": units_str(signed),
-            "price": SPECS[instrument].px(price),
-            "realizedPL": money(trade_pl),
-            "financing": money(ZERO),
-            "halfSpreadCost": money(book.usd(instrument, half_spread * size, price)),
-        }
-        legs["closed" if trade.current_units == 0 else "reduced"].append(leg)
-    return legs, remaining, pl

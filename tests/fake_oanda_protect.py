@@ -24,17 +24,14 @@ from decimal import Decimal
 from typing import Any
 
 from tests.fake_oanda_book import (
-    MONEY,
     SPECS,
-    ZERO,
     Book,
     Spec,
     Trade,
     decimals,
-    money,
     to_decimal,
-    units_str,
 )
+from tests.fake_oanda_fill import book_fill, reduce_trades
 
 ON_FILL = {
     "stopLossOnFill": ("STOP_LOSS", "STOP_LOSS_ORDER"),
@@ -110,8 +107,6 @@ def _level(kind: str, dep: dict[str, Any], side: int, market: Decimal) -> Decima
 
 def trigger(book: Book, instrument: str) -> list[dict[str, Any]]:
     """Fill every dependent order of ``instrument`` that the current price triggers."""
-    from tests.fake_oanda_orders import _reduce
-
     tick = book.tick(instrument)
     if tick is None:
         return []
@@ -138,25 +133,18 @@ def trigger(book: Book, instrument: str) -> list[dict[str, Any]]:
         dep = trade.dependents[hit]
         units = -trade.current_units
         half_spread = (tick.ask - tick.bid) / 2
-        legs, _rest, pl = _reduce(book, instrument, units, market, half_spread, [trade])
-        book.balance += pl
-        book.realized += pl
+        legs, _rest, pl = reduce_trades(book, instrument, units, market, half_spread, [trade])
         batch = str(len(book.transactions) + 1)
-        fill = book.txn(
-            "ORDER_FILL",
+        fill = book_fill(
+            book,
             batch,
-            orderID=dep["id"],
+            order_id=dep["id"],
             instrument=instrument,
-            units=units_str(units),
-            price=SPECS[instrument].px(market),
-            fullVWAP=SPECS[instrument].px(market),
+            units=units,
+            price=market,
             reason=ON_FILL_REASON[hit],
-            pl=money(pl),
-            financing=money(ZERO),
-            commission=money(ZERO),
-            guaranteedExecutionFee=money(ZERO),
-            accountBalance=money(book.balance.quantize(MONEY)),
-            tradesClosed=legs["closed"],
+            pl=pl,
+            legs=legs,  # the whole trade: always one closed leg
         )
         cancel_dependents(book, trade, batch, keep=hit)
         fills.append(fill)

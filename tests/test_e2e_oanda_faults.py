@@ -8,96 +8,25 @@ orders posted, fills at the broker, and the position on both sides.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.daemon_proc import DaemonProc, run_cli, write_config
-from tests.fake_oanda import ACCOUNT_ID, START_NS, FakeOanda
+from tests._oanda_daemon import (
+    DOWN,
+    NS,
+    T0,
+    UP,
+    Prices,
+    db_rows,
+    live_config,
+    start,
+    symbol_link,
+)
+from tests.daemon_proc import DaemonProc, run_cli
+from tests.fake_oanda import ACCOUNT_ID, FakeOanda
 
 pytestmark = pytest.mark.e2e
-
-NS = 1_000_000_000
-T0 = START_NS + 3600 * NS
-# SMA(2, 4) on these mids: short after the fall, long after the rise, short again.
-DOWN = [1.1000, 1.0990, 1.0980, 1.0970, 1.0960]
-UP = [1.0975, 1.0990, 1.1005, 1.1020, 1.1035]
-DOWN_AGAIN = [1.1020, 1.1000, 1.0980, 1.0960, 1.0940, 1.0930]
-
-
-def live_config(fake: FakeOanda, path: Path, oanda: str = "", top: str = "") -> Path:
-    """A daemon config trading EURUSD on M1 bars from the fake, 1,000 units per signal.
-
-    ``top`` adds keys to the ``[actors]`` table.
-    """
-    return write_config(
-        path,
-        f"""
-[actors]
-# The fake plays minutes of prices in one burst: in server time a bar reaches the actor
-# several periods after its close. Only the present is traded, so allow that age here.
-max_bar_age_bars = 30
-{top}
-[broker]
-kind = "oanda"
-[broker.oanda]
-account_id = "{ACCOUNT_ID}"
-token = "{fake.token}"
-api_url = "{fake.url}"
-stream_url = "{fake.url}"
-{oanda}
-[feed]
-kind = "oanda"
-timeframe = "M1"
-[[symbols]]
-symbol = "EURUSD"
-params = {{ fast = 2, slow = 4, units = 1000 }}
-""",
-    )
-
-
-class Prices:
-    """Pushes one price per minute on the fake, continuing where it left off."""
-
-    def __init__(self, fake: FakeOanda, start: int = T0) -> None:
-        self.fake = fake
-        self.i = 0
-        self.start = start
-        fake.push_price("EUR_USD", start - 90 * NS, "1.10000", "1.10010")
-
-    def push(self, mids: list[float]) -> None:
-        """One price per minute for each mid (each closes the previous minute's bar)."""
-        for mid in mids:
-            ts = self.start + self.i * 60 * NS + NS
-            self.fake.push_price("EUR_USD", ts, f"{mid - 0.00005:.5f}", f"{mid + 0.00005:.5f}")
-            self.i += 1
-
-
-def db_rows(data: Path) -> tuple[list[tuple[Any, ...]], int]:
-    """(client_id, units, status, error) of every order, and the stored position."""
-    with sqlite3.connect(data / "forexd.db") as conn:
-        orders = conn.execute(
-            "SELECT client_id, units, status, error FROM orders ORDER BY created_ns"
-        ).fetchall()
-        row = conn.execute("SELECT units FROM positions WHERE symbol = 'EURUSD'").fetchone()
-    return orders, int(row[0]) if row else 0
-
-
-def symbol_link(status: dict[str, Any]) -> dict[str, Any]:
-    """The EURUSD entry of ``broker_link`` in ``ctl status``."""
-    link: dict[str, Any] = status["broker_link"]["symbols"]["EURUSD"]
-    return link
-
-
-def start(factory: type[DaemonProc], fake: FakeOanda, root: Path, **cfg: str) -> DaemonProc:
-    """Start a daemon on the fake and wait until its price stream is connected."""
-    root.mkdir(exist_ok=True)
-    d = factory(root / "data", live_config(fake, root / "live.toml", **cfg))
-    d.wait_for("ready")
-    d.wait_for("oanda_stream_connected")
-    return d
 
 
 def test_an_order_oanda_executes_after_the_read_timeout_fills_once(
@@ -215,7 +144,7 @@ def test_a_rest_outage_degrades_the_symbol_and_it_recovers_by_itself(
             fake,
             short_tmp,
             oanda="account_refresh_s = 1.0",
-            top="max_crashes = 2\nrestart_backoff_s = 0.1",
+            actors="max_crashes = 2\nrestart_backoff_s = 0.1",
         )
         fake.outage(None, "/summary")  # the issue's case: 503 on /summary only
         degraded = d.wait_for("oanda_degraded", timeout=20)
@@ -340,14 +269,10 @@ def test_ctl_restart_revives_a_symbol_parked_as_failed(
         cfg = live_config(
             fake,
             short_tmp / "live.toml",
-            top="max_crashes = 2\nrestart_backoff_s = 0.05",
-        )
-        text = cfg.read_text().replace(
-            "params = { fast = 2, slow = 4, units = 1000 }",
-            f'strategy = "tests.faulty_strategy:FailsWhileFlagged"\n'
+            actors="max_crashes = 2\nrestart_backoff_s = 0.05",
+            symbol=f'strategy = "tests.faulty_strategy:FailsWhileFlagged"\n'
             f'params = {{ flag = "{flag}", units = 1000 }}',
         )
-        cfg.write_text(text)
         d = daemon_factory(short_tmp / "data", cfg, env={"PYTHONPATH": str(repo)})
         d.wait_for("ready")
         # Only the present is traded: each life of the actor crashes on the first bar that

@@ -6,38 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_proc import DaemonProc, write_config
-from tests.fake_oanda import ACCOUNT_ID, FakeOanda
-from tests.test_e2e_oanda_faults import DOWN, Prices, db_rows
+from tests._oanda_daemon import DOWN, Prices, db_rows, start
+from tests.daemon_proc import DaemonProc
+from tests.fake_oanda import FakeOanda
 
 pytestmark = pytest.mark.e2e
 
 
-def stops_config(fake: FakeOanda, path: Path) -> Path:
-    """EURUSD on M1 bars from the fake, a stop one ATR away, stops required."""
-    return write_config(
-        path,
-        f"""
-[actors]
-# The fake plays minutes of prices in one burst (see test_e2e_oanda_faults).
-max_bar_age_bars = 30
-[risk]
-require_stop = true
-[broker]
-kind = "oanda"
-[broker.oanda]
-account_id = "{ACCOUNT_ID}"
-token = "{fake.token}"
-api_url = "{fake.url}"
-stream_url = "{fake.url}"
-[feed]
-kind = "oanda"
-timeframe = "M1"
-[[symbols]]
-symbol = "EURUSD"
-params = {{ fast = 2, slow = 4, units = 1000, stop_atr = 1.0 }}
-""",
-    )
+# Stops required, and the strategy's stop one ATR away.
+STOPS = {
+    "extra": "[risk]\nrequire_stop = true",
+    "symbol": "params = { fast = 2, slow = 4, units = 1000, stop_atr = 1.0 }",
+}
 
 
 def test_a_stop_that_fires_while_the_daemon_is_down_is_booked_on_restart(
@@ -46,10 +26,7 @@ def test_a_stop_that_fires_while_the_daemon_is_down_is_booked_on_restart(
     """Stop attached in the order; OANDA closes the trade while we are dead; books agree after."""
     with FakeOanda(heartbeat_s=0.2) as fake:
         prices = Prices(fake)
-        cfg = stops_config(fake, short_tmp / "live.toml")
-        first = daemon_factory(short_tmp / "data", cfg)
-        first.wait_for("ready")
-        first.wait_for("oanda_stream_connected")
+        first = start(daemon_factory, fake, short_tmp, **STOPS)
         prices.push(DOWN)
         entry = first.wait_for("order_filled", symbol="EURUSD")
         sent = fake.order_bodies[0]["order"]
@@ -66,7 +43,7 @@ def test_a_stop_that_fires_while_the_daemon_is_down_is_booked_on_restart(
         ]
         assert stop_order["id"] == stop_fill["orderID"]
 
-        d = daemon_factory(short_tmp / "data", cfg)
+        d = daemon_factory(short_tmp / "data", short_tmp / "live.toml")
         booked = d.wait_for("reconcile_protective_fill")
         d.wait_for("ready")
         status = d.status()

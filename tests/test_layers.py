@@ -10,10 +10,6 @@ Three checks, each cheap enough to run with every test run:
   import hides from ``sys.modules``;
 * the import graph between forexd's top-level subpackages (built with ``ast``, all import
   levels) must have no cycle.
-
-Work that another branch is doing is listed in the ``PENDING_*`` tables: each entry is a
-strict ``xfail`` naming what remains, so it fails (XPASS) the day that work lands and the
-entry must then be deleted.
 """
 
 from __future__ import annotations
@@ -61,10 +57,6 @@ ALLOWED_IMPORTS = {
 }
 LONG_MODULE_LINES = 400
 LONG_MODULE_NOTE = "Why it is over 400 lines:"
-
-PENDING_PURE_MODULES: dict[str, str] = {}
-PENDING_EDGES: dict[tuple[str, str], str] = {}
-PENDING_LONG_MODULES: dict[str, str] = {}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -159,14 +151,7 @@ def find_cycle(edges: set[tuple[str, str]]) -> list[str] | None:
 
 
 def _pure_modules() -> list[str]:
-    found = {m for m, _ in _modules() if _node(m) in PURE_PACKAGES}
-    return sorted(found | set(PENDING_PURE_MODULES))
-
-
-def _maybe_pending(name: str, table: dict[str, str]) -> object:
-    if name in table:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=table[name]))
-    return name
+    return sorted(m for m, _ in _modules() if _node(m) in PURE_PACKAGES)
 
 
 # --------------------------------------------------------------------------- tests
@@ -196,14 +181,10 @@ def test_importing_a_pure_package_loads_no_runtime_adapter_or_io_module(package:
     assert [] == heavy, f"import forexd.{package} loaded heavy libraries; import them lazily"
 
 
-@pytest.mark.parametrize(
-    "module", [_maybe_pending(m, PENDING_PURE_MODULES) for m in _pure_modules()]
-)
+@pytest.mark.parametrize("module", _pure_modules())
 def test_a_pure_module_imports_no_runtime_adapter_or_io_module(module: str) -> None:
     """No module of a pure package imports one, even inside a function or TYPE_CHECKING."""
-    path = dict(_modules()).get(module)
-    if path is None:
-        return
+    path = dict(_modules())[module]
     bad = sorted({f"line {line}: {t}" for t, line in _imports(module, path) if _forbidden(t)})
     assert [] == bad, f"{module} imports what a pure package may not"
 
@@ -224,7 +205,7 @@ def test_a_pure_package_imports_only_the_layers_below_it(package: str) -> None:
 def test_forexd_subpackages_form_no_import_cycle() -> None:
     """The subpackage import graph (module- and function-level imports) is acyclic."""
     graph = import_graph()
-    cycle = find_cycle(set(graph) - set(PENDING_EDGES))
+    cycle = find_cycle(set(graph))
     if cycle is not None:
         sites = [
             f"  {src} -> {dst}: " + "; ".join(graph[(src, dst)][:3])
@@ -233,37 +214,18 @@ def test_forexd_subpackages_form_no_import_cycle() -> None:
         pytest.fail("import cycle " + " -> ".join(cycle) + "\n" + "\n".join(sites))
 
 
-@pytest.mark.parametrize(
-    "edge",
-    [
-        pytest.param(edge, marks=pytest.mark.xfail(strict=True, reason=reason), id="->".join(edge))
-        for edge, reason in PENDING_EDGES.items()
-    ],
-)
-def test_pending_back_edge_is_gone(edge: tuple[str, str]) -> None:
-    """An edge the cycle test still tolerates no longer exists (delete it from PENDING_EDGES)."""
-    graph = import_graph()
-    assert edge not in graph, "\n".join(graph[edge])
-
-
 def _long_modules() -> list[str]:
-    found = {
+    return sorted(
         str(path.relative_to(PACKAGE_DIR.parent))
         for _, path in _modules()
         if len(path.read_text(encoding="utf-8").splitlines()) > LONG_MODULE_LINES
-    }
-    return sorted(found | set(PENDING_LONG_MODULES))
+    )
 
 
-@pytest.mark.parametrize("rel", [_maybe_pending(r, PENDING_LONG_MODULES) for r in _long_modules()])
+@pytest.mark.parametrize("rel", _long_modules())
 def test_a_module_over_400_lines_says_why_at_its_top(rel: str) -> None:
     """A module longer than ~400 lines opens with a docstring note explaining its length."""
-    path = PACKAGE_DIR.parent / rel
-    if not path.exists():
-        return
-    text = path.read_text(encoding="utf-8")
-    if len(text.splitlines()) <= LONG_MODULE_LINES:
-        return
+    text = (PACKAGE_DIR.parent / rel).read_text(encoding="utf-8")
     doc = ast.get_docstring(ast.parse(text)) or ""
     _, marker, reason = doc.partition(LONG_MODULE_NOTE)
     assert marker, (

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import anyio
 import pytest
 
-from forexd.brokers.ledger import CostModel, Ledger, Protective
-from forexd.brokers.paper import PaperBroker
+from forexd.brokers.ledger import Ledger, Protective
 from forexd.domain import Bar, Order, Protection
-from forexd.storage.db import StorageWriter, migrate, open_sync
+from forexd.storage.db import migrate, open_sync
 from forexd.storage.schema import MIGRATIONS
+from tests._store import insert_paper_fill, insert_paper_order, restore_paper, running_writer
 
 HOUR_NS = 3_600_000_000_000
 T0 = 1_500_000_000 * 1_000_000_000
@@ -36,13 +35,9 @@ def test_an_order_fills_only_on_a_bar_after_its_own() -> None:
 def test_the_database_refuses_a_second_fill_for_one_client_id(tmp_path: Path) -> None:
     """UNIQUE on paper_fills.client_id: the constraint holds even if code were wrong."""
     conn = open_sync(tmp_path / "f.db")
-    sql = (
-        "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, ts)"
-        " VALUES (?, 'c1', 'EURUSD', 1000, 1.1, 0, 0)"
-    )
-    conn.execute(sql, ("P1",))
+    insert_paper_fill(conn, "P1", "c1", 1000, 0)
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-        conn.execute(sql, ("P2",))
+        insert_paper_fill(conn, "P2", "c1", 1000, 0)
 
 
 def test_migration_keeps_old_double_fills_as_history_and_forbids_new_ones(
@@ -61,10 +56,7 @@ def test_migration_keeps_old_double_fills_as_history_and_forbids_new_ones(
     rows = conn.execute("SELECT fill_id, duplicate FROM paper_fills ORDER BY rowid").fetchall()
     assert [("P1", 0), ("P2", 1)] == rows
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-        conn.execute(
-            "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, "
-            "ts) VALUES ('P3', 'c1', 'EURUSD', 1000, 1.1, 0, 0)"
-        )
+        insert_paper_fill(conn, "P3", "c1", 1000, 0)
 
 
 # Sets up and reads the store with the synchronous API it tests (not the runtime).
@@ -77,32 +69,17 @@ async def test_restore_derives_pending_orders_from_fills_not_the_status_column(
     path = tmp_path / "f.db"
     conn = open_sync(path)
     with conn:
-        conn.execute(
-            "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns)"
-            " VALUES ('c1', 'EURUSD', 1000, ?, 'submitted', 0)",
-            (T0,),
-        )
-        conn.execute(
-            "INSERT INTO paper_orders (client_id, symbol, units, bar_ts, status, submitted_ns)"
-            " VALUES ('c2', 'EURUSD', -1000, ?, 'submitted', 0)",
-            (T0 + HOUR_NS,),
-        )
-        conn.execute(
-            "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, ts)"
-            " VALUES ('P1', 'c1', 'EURUSD', 1000, 1.1, 0, ?)",
-            (T0 + HOUR_NS,),
-        )
+        insert_paper_order(conn, "c1", 1000, T0)
+        insert_paper_order(conn, "c2", -1000, T0 + HOUR_NS)
+        insert_paper_fill(conn, "P1", "c1", 1000, T0 + HOUR_NS)
     conn.close()
-    writer = StorageWriter(path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
-        broker = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+    async with running_writer(path) as writer:
+        broker = await restore_paper(path, writer)
         assert {"c2"} == set(broker.ledger.pending)
         fills = await broker.on_bar(_bar(T0 + 2 * HOUR_NS, 1.2))
         assert ["c2"] == [f.client_id for f in fills]
         assert "P2" == fills[0].fill_id
         assert {} == await broker.positions()
-        await writer.close()
     check = sqlite3.connect(path)
     got = check.execute("SELECT client_id FROM paper_fills ORDER BY rowid").fetchall()
     assert [("c1",), ("c2",)] == got
@@ -118,22 +95,15 @@ async def test_a_bar_replayed_behind_the_book_fills_nothing_after_a_restart(
     path = tmp_path / "f.db"
     conn = open_sync(path)
     with conn:
-        conn.execute(
-            "INSERT INTO paper_fills (fill_id, client_id, symbol, units, price, commission, ts)"
-            " VALUES ('P1', 'c1', 'EURUSD', 1000, 1.1, 0, ?)",
-            (T0 + 5 * HOUR_NS,),
-        )
+        insert_paper_fill(conn, "P1", "c1", 1000, T0 + 5 * HOUR_NS)
     conn.close()
-    writer = StorageWriter(path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
-        broker = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+    async with running_writer(path) as writer:
+        broker = await restore_paper(path, writer)
         await broker.submit(Order("c2", "EURUSD", -1000, T0, 0))
         for hours in (1, 2, 5):  # a replay restarted from its first bar
             assert [] == await broker.on_bar(_bar(T0 + hours * HOUR_NS, 1.3))
         fills = await broker.on_bar(_bar(T0 + 6 * HOUR_NS, 1.2))
         assert [("c2", T0 + 6 * HOUR_NS)] == [(f.client_id, f.ts) for f in fills]
-        await writer.close()
 
 
 # Sets up and reads the store with the synchronous API it tests (not the runtime).
@@ -145,25 +115,19 @@ async def test_a_restart_keeps_the_stop_of_an_open_position_and_of_a_queued_orde
     """Levels (trailing moves included) and an accepted order's protection survive a restart."""
     path = tmp_path / "f.db"
     open_sync(path).close()  # a fresh, migrated database
-    writer = StorageWriter(path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
-        broker = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+    async with running_writer(path) as writer:
+        broker = await restore_paper(path, writer)
         await broker.submit(Order("c1", "EURUSD", 1000, T0, 0, "", Protection(0.01, None, True)))
         await broker.on_bar(Bar("EURUSD", T0 + HOUR_NS, 1.10, 1.12, 1.10, 1.11))
         assert 1.11 == broker.ledger.protective["EURUSD"].stop  # trailed from 1.10's 1.09
         await broker.submit(Order("c2", "GBPUSD", -500, T0, 0, "", Protection(0.02, 0.03)))
-        await writer.close()
-    writer = StorageWriter(path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
-        again = PaperBroker.restore(path, writer, 100_000.0, CostModel())
+    async with running_writer(path) as writer:
+        again = await restore_paper(path, writer)
         assert Protective("c1", 1, 1.11, None, 0.01) == again.ledger.protective["EURUSD"]
         assert Protection(0.02, 0.03) == again.ledger.pending["c2"].protection
         shown = {"stop": 1.11, "take_profit": None, "stop_kind": "trailing"}
         assert shown == again.protection_of("EURUSD")  # what ctl status shows
         (stop,) = await again.on_bar(Bar("EURUSD", T0 + 2 * HOUR_NS, 1.11, 1.11, 1.05, 1.06))
         assert (stop.units, stop.price, stop.reason) == (-1000, 1.11, "trailing_stop")
-        await writer.close()
     with sqlite3.connect(path) as check:
         assert [] == check.execute("SELECT * FROM paper_protection").fetchall()

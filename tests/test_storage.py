@@ -11,6 +11,7 @@ import pytest
 from forexd.errors import StorageError
 from forexd.storage.db import StorageWriter, open_sync, read_all
 from forexd.storage.schema import SCHEMA_VERSION
+from tests._store import running_writer
 
 
 def test_a_new_store_is_wal_with_the_current_schema(tmp_path: Path) -> None:
@@ -49,9 +50,7 @@ async def test_writer_commits_queued_writes_in_order_and_reports_durable_ones(
 ) -> None:
     """submit() batches; execute() returns only after commit; readers see the rows."""
     path = tmp_path / "f.db"
-    writer = StorageWriter(path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
+    async with running_writer(path) as writer:
         for i in range(1000):
             writer.submit(
                 "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, '')", (i,)
@@ -64,16 +63,13 @@ async def test_writer_commits_queued_writes_in_order_and_reports_durable_ones(
         assert [(1001, 5000)] == rows
         stats = writer.stats()
         assert stats.transactions < 1001  # group commit
-        await writer.close()
 
 
 @pytest.mark.anyio
 async def test_one_bad_statement_does_not_lose_the_rest_of_its_batch(tmp_path: Path) -> None:
     """A failing durable write raises for its caller; queued neighbours still commit."""
     path = tmp_path / "f.db"
-    writer = StorageWriter(path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
+    async with running_writer(path) as writer:
         sql = "INSERT INTO actor_progress (symbol, last_bar_ts, bars_seen) VALUES (?, ?, ?)"
         writer.submit(sql, ("A", 1, 1))
         with pytest.raises(StorageError, match="UNIQUE"):
@@ -83,7 +79,6 @@ async def test_one_bad_statement_does_not_lose_the_rest_of_its_batch(tmp_path: P
         rows = await read_all(path, "SELECT symbol, last_bar_ts FROM actor_progress ORDER BY 1")
         assert [("A", 1), ("B", 3)] == rows
         assert writer.stats().errors >= 1
-        await writer.close()
 
 
 @pytest.mark.anyio
@@ -95,10 +90,8 @@ async def test_a_fast_producer_waits_for_the_writer_instead_of_overflowing(
 
     monkeypatch.setattr(writer_module, "HIGH_WATER", 50)
     path = tmp_path / "f.db"
-    writer = StorageWriter(path)
     sql = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, '')"
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
+    async with running_writer(path) as writer:
         peak = 0
         for i in range(5000):
             writer.submit(sql, (i,))
@@ -108,7 +101,6 @@ async def test_a_fast_producer_waits_for_the_writer_instead_of_overflowing(
         await writer.flush()
         assert [(5000,)] == await read_all(path, "SELECT COUNT(*) FROM events")
         assert peak <= 50
-        await writer.close()
 
 
 EVENT_SQL = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, NULL, '')"
@@ -117,15 +109,12 @@ EVENT_SQL = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, ?, NULL
 @pytest.mark.anyio
 async def test_flush_is_not_counted_as_a_failed_write(tmp_path: Path) -> None:
     """A healthy writer that is flushed often reports zero errors."""
-    writer = StorageWriter(tmp_path / "f.db")
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
+    async with running_writer(tmp_path / "f.db") as writer:
         for i in range(20):
             writer.submit(EVENT_SQL, (i, "k"))
             await writer.flush()
         assert 0 == writer.stats().errors
         assert 20 == writer.stats().statements
-        await writer.close()
 
 
 @pytest.mark.anyio
@@ -136,9 +125,7 @@ async def test_a_bad_row_in_a_batched_run_neither_loses_nor_doubles_its_neighbou
     from structlog.testing import capture_logs
 
     path = tmp_path / "f.db"
-    writer = StorageWriter(path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
+    async with running_writer(path) as writer:
         with capture_logs() as logs:
             writer.submit(EVENT_SQL, (1, "k"))
             writer.submit(EVENT_SQL, (2, None))  # kind is NOT NULL
@@ -150,16 +137,13 @@ async def test_a_bad_row_in_a_batched_run_neither_loses_nor_doubles_its_neighbou
         assert 1 == len(failed)
         assert "INSERT events" == failed[0]["kind"]
         assert "NOT NULL" in failed[0]["error"]
-        await writer.close()
 
 
 @pytest.mark.anyio
 async def test_after_close_flush_is_a_no_op_and_writes_are_refused(tmp_path: Path) -> None:
     """close() commits the queue; flush() then returns; submit/execute raise StorageError."""
     path = tmp_path / "f.db"
-    writer = StorageWriter(path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
+    async with running_writer(path) as writer:
         writer.submit(EVENT_SQL, (1, "k"))
         await writer.close()
         await writer.flush()
@@ -205,10 +189,8 @@ async def test_checkpoints_run_beside_the_writer_and_a_size_bound_truncates_the_
     monkeypatch.setattr(writer_module, "CHECKPOINT_EVERY_S", 3600.0)  # only when asked
     path = tmp_path / "f.db"
     wal = anyio.Path(f"{path}-wal")
-    writer = StorageWriter(path)
     sql = "INSERT INTO events (ts_ns, kind, symbol, detail) VALUES (?, 'k', NULL, ?)"
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
+    async with running_writer(path) as writer:
         for i in range(6000):  # ~6 MB: past the 1000-page autocheckpoint of other connections
             writer.submit(sql, (i, "x" * 1000))
             if i % 500 == 0:
@@ -220,4 +202,3 @@ async def test_checkpoints_run_beside_the_writer_and_a_size_bound_truncates_the_
         assert 0 == (await wal.stat()).st_size
         assert 1 == writer.stats().checkpoints
         assert [(6000,)] == await read_all(path, "SELECT COUNT(*) FROM events")
-        await writer.close()

@@ -6,7 +6,11 @@ blockbuster (tests/conftest.py) fails any of these if forexd blocks the event lo
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -15,7 +19,11 @@ from forexd.config import load_settings
 from forexd.daemon.logsetup import configure_logging
 from forexd.daemon.paths import resolve_paths
 from forexd.daemon.supervisor import Daemon
+from forexd.domain import Bar, Fill
+from forexd.feeds.base import is_replay
+from forexd.storage.db import read_all
 from forexd.storage.riskstate import RiskStateStore
+from tests._inproc import InProcessDaemon, make_daemon, write_daemon_config
 
 pytestmark = pytest.mark.anyio
 
@@ -90,3 +98,87 @@ async def test_an_in_process_run_leaves_the_host_process_signal_handlers_alone(
     with anyio.fail_after(120):
         await daemon.run()
     assert before == signal.getsignal(signal.SIGINT)
+
+
+H1_NS = 3600 * 1_000_000_000
+BARS = [
+    Bar("EURUSD", 1_500_000_000 * 1_000_000_000 + i * H1_NS, 1.1, 1.1002, 1.0998, 1.1, 10.0)
+    for i in range(6)
+]
+ONE_SYMBOL = """
+[[symbols]]
+symbol = "EURUSD"
+params = { fast = 3, slow = 5, units = 10000 }
+"""
+
+
+class OneChunkFeed:
+    """A replay-like feed that hands each symbol all of :data:`BARS` in one message."""
+
+    recorded = True
+
+    async def bars(self, symbol: str, after_ts: int | None = None) -> AsyncIterator[Bar]:
+        """The same bars one at a time (the actor takes :meth:`chunks`)."""
+        for bar in BARS:
+            yield bar
+
+    async def chunks(self, symbol: str, after_ts: int | None = None) -> AsyncIterator[list[Bar]]:
+        """One chunk, then nothing more for as long as the daemon runs."""
+        yield [b for b in BARS if after_ts is None or b.ts > after_ts]
+        await anyio.sleep_forever()
+
+
+class HeldDaemon(InProcessDaemon):
+    """The real daemon on :class:`OneChunkFeed`; its paper broker keeps ``BARS[4]`` forever."""
+
+    held: anyio.Event  # set (by the test's loop) once BARS[4] reached the broker
+
+    async def _make_feed(self, tg: Any) -> Any:
+        return OneChunkFeed()
+
+    async def _make_broker(self, tg: Any) -> Any:
+        broker = await super()._make_broker(tg)
+        real = broker.on_bar
+
+        async def on_bar(bar: Bar) -> list[Fill]:
+            if bar.ts == BARS[4].ts:
+                self.held.set()
+                await anyio.sleep_forever()
+            return await real(bar)
+
+        broker.on_bar = on_bar  # type: ignore[method-assign]
+        return broker
+
+
+async def test_a_stop_inside_a_chunk_keeps_the_progress_of_the_last_finished_bar(
+    short_tmp: Path,
+) -> None:
+    """Stopped mid-chunk, before its per-message write: the store has the actor's progress."""
+    configure_logging("warning", "json")
+    config = write_daemon_config(short_tmp, ONE_SYMBOL)
+    daemon = await anyio.to_thread.run_sync(make_daemon, config, HeldDaemon)
+    daemon.held = anyio.Event()
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run)
+            await daemon.held.wait()  # BARS[:4] done, BARS[4] inside the broker
+            daemon.request_stop("test")
+    assert 4 == daemon.actors["EURUSD"].core.bars_seen
+    stored = await read_all(daemon.paths.db, "SELECT last_bar_ts, bars_seen FROM actor_progress")
+    assert [(BARS[3].ts, 4)] == stored
+
+
+def test_a_live_daemon_imports_no_pandas_and_still_knows_a_replay_feed() -> None:
+    """The runtime of a live (OANDA) daemon loads without pandas (~0.3 s of its start)."""
+    code = (
+        "import sys, forexd.cli.run, forexd.daemon.runner, forexd.feeds.oanda, "
+        "forexd.brokers.oanda; print('pandas' in sys.modules)"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (0, "False") == (child.returncode, child.stdout.strip()), child.stderr
+    from forexd.feeds.replay import ReplayFeed
+
+    assert is_replay(ReplayFeed({}, speed=0.0))
+    assert not is_replay(OneChunkFeed())

@@ -11,6 +11,10 @@ market order after the client gave up). So an order the broker does not know yet
 that was sent less than its ``absent_after_s`` ago is not cancelled: it is handed to the
 broker as unresolved (``track_unresolved``) and resolved from the transaction record
 like any lost answer; its row stays ``pending`` and its symbol may only reduce.
+
+What it reads (:func:`~forexd.storage.orders.load_book_state`) and writes
+(:class:`~forexd.storage.orders.TradeRecord`) is the trading record of
+:mod:`forexd.storage.orders`, the same one the actors keep.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from typing import Any
 import anyio
 
 from forexd.brokers.base import Broker
-from forexd.domain import Fill, Order, OrderStatus, Position, get_instrument
-from forexd.storage.db import StorageWriter, now_ns, open_sync
-from forexd.storage.orders import SQL_EVENT, SQL_ORDER_STATUS, queue_fill
+from forexd.domain import OrderStatus, Position, get_instrument
+from forexd.storage.db import StorageWriter
+from forexd.storage.orders import TradeRecord, load_book_state, queue_fill
 
 
 @dataclass(slots=True)
@@ -55,29 +59,24 @@ async def reconcile(
 ) -> ReconcileReport:
     """Bring the database in line with the broker; see the module note."""
     report = ReconcileReport()
+    record = TradeRecord(writer)
     # The reads grow with history (every fill): a worker thread, not the event loop.
-    open_orders, known_fills, positions = await anyio.to_thread.run_sync(_read_state, db_path)
+    book = await anyio.to_thread.run_sync(load_book_state, db_path)
+    known_fills, positions = book.fill_ids, book.positions
 
     track = getattr(broker, "track_unresolved", None)  # live brokers only
-    for client_id, symbol, units, bar_ts, created_ns in open_orders:
+    for order in book.open_orders:
+        client_id, symbol = order.client_id, order.symbol
         report.orders_checked += 1
         state = await broker.lookup_order(client_id)
-        now = now_ns()
-        order = Order(client_id, symbol, int(units), int(bar_ts), int(created_ns))
-        if state is None and track is not None and track(order, time.time_ns() - created_ns):
+        if state is None and track is not None and track(order, time.time_ns() - order.created_ns):
             report.orders_unresolved.append(client_id)
             log.warning("reconcile_order_unresolved", client_id=client_id, symbol=symbol)
             continue
         if state is None:
             report.orders_cancelled.append(client_id)
-            writer.submit(
-                SQL_ORDER_STATUS,
-                (OrderStatus.CANCELLED.value, "never reached the broker", now, client_id),
-            )
-            writer.submit(
-                SQL_EVENT,
-                (now, "order_not_at_broker", symbol, json.dumps({"client_id": client_id})),
-            )
+            record.order_status(client_id, OrderStatus.CANCELLED, "never reached the broker")
+            record.event("order_not_at_broker", symbol, json.dumps({"client_id": client_id}))
             log.warning("reconcile_order_cancelled", client_id=client_id, symbol=symbol)
             continue
         for fill in state.fills:
@@ -88,31 +87,20 @@ async def reconcile(
             known_fills.add(fill.fill_id)
             report.fills_recovered.append(fill.fill_id)
             queue_fill(writer, fill, realized, pos)
-            writer.submit(
-                SQL_EVENT,
-                (
-                    now,
-                    "fill_recovered",
-                    fill.symbol,
-                    json.dumps({"client_id": client_id, "fill_id": fill.fill_id}),
-                ),
-            )
+            detail = {"client_id": client_id, "fill_id": fill.fill_id}
+            record.event("fill_recovered", fill.symbol, json.dumps(detail))
             log.warning("reconcile_fill_recovered", client_id=client_id, fill_id=fill.fill_id)
         # The broker's word: an order it cancelled or rejected is final, not "submitted".
-        status = OrderStatus.FILLED if state.fills else state.status
-        writer.submit(SQL_ORDER_STATUS, (status.value, None, now, client_id))
+        record.order_status(client_id, OrderStatus.FILLED if state.fills else state.status)
 
-    await _recover_protective(broker, known_fills, positions, writer, report, log)
+    await _recover_protective(broker, known_fills, positions, record, report, log)
     at_broker = await broker.positions()
     for symbol in sorted(set(at_broker) | {s for s, p in positions.items() if p.units}):
         ours = positions[symbol].units if symbol in positions else 0
         theirs = at_broker.get(symbol, 0)
         if ours != theirs:
             report.position_mismatches[symbol] = (ours, theirs)
-            writer.submit(
-                SQL_EVENT,
-                (now_ns(), "position_mismatch", symbol, json.dumps({"db": ours, "broker": theirs})),
-            )
+            record.event("position_mismatch", symbol, json.dumps({"db": ours, "broker": theirs}))
             log.error(
                 "reconcile_position_mismatch", symbol=symbol, db_units=ours, broker_units=theirs
             )
@@ -125,7 +113,7 @@ async def _recover_protective(
     broker: Broker,
     known_fills: set[str],
     positions: dict[str, Position],
-    writer: StorageWriter,
+    record: TradeRecord,
     report: ReconcileReport,
     log: Any,
 ) -> None:
@@ -149,38 +137,11 @@ async def _recover_protective(
             realized = pos.apply(fill, get_instrument(fill.symbol))
             known_fills.add(fill.fill_id)
             report.fills_recovered.append(fill.fill_id)
-            queue_fill(writer, fill, realized, pos)
+            queue_fill(record.writer, fill, realized, pos)
             detail = {"client_id": fill.client_id, "fill_id": fill.fill_id, "reason": fill.reason}
-            writer.submit(
-                SQL_EVENT, (now_ns(), "protective_fill_recovered", fill.symbol, json.dumps(detail))
-            )
+            record.event("protective_fill_recovered", fill.symbol, json.dumps(detail))
             log.warning("reconcile_protective_fill", symbol=fill.symbol, **detail)
         if after == cursor:
             break
         cursor = after
     broker.watch_protective(cursor)  # type: ignore[attr-defined]
-
-
-def _read_state(
-    db_path: Path,
-) -> tuple[list[tuple[str, str, int, int, int]], set[str], dict[str, Position]]:
-    """Open orders, known fill ids and net positions from the store (blocking)."""
-    conn = open_sync(db_path)
-    try:
-        open_orders = conn.execute(
-            "SELECT client_id, symbol, units, bar_ts, created_ns FROM orders "
-            "WHERE status IN (?, ?) ORDER BY created_ns",
-            (OrderStatus.PENDING.value, OrderStatus.SUBMITTED.value),
-        ).fetchall()
-        known_fills = {r[0] for r in conn.execute("SELECT fill_id FROM fills")}
-        positions: dict[str, Position] = {}
-        for fid, cid, sym, units, price, comm, ts in conn.execute(
-            # booking order, as the broker's ledger applied them (issue 10)
-            "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
-            "ORDER BY rowid"
-        ):
-            pos = positions.setdefault(sym, Position(sym))
-            pos.apply(Fill(fid, cid, sym, int(units), price, comm, int(ts)), get_instrument(sym))
-    finally:
-        conn.close()
-    return open_orders, known_fills, positions

@@ -22,7 +22,7 @@ import anyio
 from forexd.config import Settings, load_settings
 from forexd.daemon.paths import resolve_paths
 from forexd.errors import ConfigError
-from forexd.feeds.replay import ReplayFeed
+from forexd.feeds.base import is_replay
 from forexd.strategies import build_strategy
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
         and (cfg.strategy, cfg.params) != (old_syms[sym].strategy, old_syms[sym].params)
     }
     added = [s for s in new_syms if s not in old_syms]
-    if added and not isinstance(daemon.feed, ReplayFeed):
+    if added and not is_replay(daemon.feed):
         raise ConfigError(
             f"reload rejected: adding {', '.join(added)} to a live feed needs "
             "a restart; the running configuration is unchanged"
@@ -90,7 +90,7 @@ async def apply_reload(daemon: Daemon) -> dict[str, Any]:
         await daemon.start_actor(new_syms[sym])
     if new.risk != old.risk:
         daemon.risk.update_limits(new.risk)
-    if isinstance(daemon.feed, ReplayFeed):
+    if is_replay(daemon.feed):
         daemon.feed.speed = new.feed.speed
         daemon.feed.max_sleep_s = new.feed.max_sleep_s
     result = {

@@ -35,10 +35,9 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import pandas as pd
 import psutil
 from anyio.abc import TaskGroup, TaskStatus
 
@@ -74,12 +73,13 @@ from forexd.daemon.trainer import ModelTrainer
 from forexd.daemon.training import TrainContext
 from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import ConfigError, DataError, ForexdError, first_leaf
-from forexd.feeds.frames import clip_frame
-from forexd.feeds.replay import ReplayFeed
+from forexd.feeds.base import is_replay
 from forexd.risk import Holding
-from forexd.storage.candles import read_store
 from forexd.storage.db import StorageWriter, open_sync
 from forexd.strategies import build_strategy
+
+if TYPE_CHECKING:
+    import pandas as pd  # replay frames; pandas itself loads only when a replay is built
 
 THREAD_SAMPLE_S = 1.0
 WATCHDOG_MAX_LAG_S = 10.0  # a loop stalled longer than this stops feeding systemd's watchdog
@@ -314,7 +314,7 @@ class Daemon:
 
     def _present_policy(self, feed: Any) -> PresentPolicy:
         """Recorded feeds trade every bar they play; a live feed only the present."""
-        if isinstance(feed, ReplayFeed) or getattr(feed, "recorded", False):
+        if is_replay(feed) or getattr(feed, "recorded", False):
             return PresentPolicy.recorded()
         return PresentPolicy.live(
             TIMEFRAME_SECONDS[self.settings.feed.timeframe],
@@ -355,7 +355,10 @@ class Daemon:
             )
             await tg.start(self._feed_svc.run, feed.run)
             return feed
+        # Loading the frames imports pandas, in the worker thread: not on the loop.
         frames = await self.load_frames(self.settings.active_symbols)
+        from forexd.feeds.replay import ReplayFeed
+
         return ReplayFeed(frames, speed=fcfg.speed, max_sleep_s=fcfg.max_sleep_s)
 
     async def load_frames(self, symbols: list[SymbolConfig]) -> dict[str, pd.DataFrame]:
@@ -370,6 +373,8 @@ class Daemon:
 
     def load_frame(self, sym: SymbolConfig) -> pd.DataFrame:
         from forexd.feeds import loaders  # file parsing only when replaying files
+        from forexd.feeds.frames import clip_frame
+        from forexd.storage.candles import read_store
 
         fcfg = self.settings.feed
         source = sym.data or fcfg.source
@@ -563,8 +568,6 @@ class Daemon:
             await self._feed_svc.stop()
             await self._persist_svc.stop()
             if self._writer_svc.launched and not self._writer_svc.done.is_set():
-                for actor in self.actors.values():
-                    actor._write_progress()
                 # 2. Final flush, 3. the risk state (after the fills it counted are on
                 # disk), 4. close the writer and wait for its connection to close.
                 await self.writer.flush()

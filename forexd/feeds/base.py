@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
@@ -24,3 +25,13 @@ class ChunkedFeed(Feed, Protocol):
     def chunks(self, symbol: str, after_ts: int | None = None) -> AsyncIterator[list[Bar]]:
         """Yield lists of consecutive bars with ``ts > after_ts``."""
         ...
+
+
+def is_replay(feed: object) -> bool:
+    """Whether ``feed`` is a :class:`~forexd.feeds.replay.ReplayFeed`, without importing it.
+
+    That module loads pandas (~0.3 s): a live daemon never needs it, and no instance of
+    a class can exist before its module was imported.
+    """
+    replay = sys.modules.get("forexd.feeds.replay")
+    return replay is not None and isinstance(feed, replay.ReplayFeed)

@@ -3,8 +3,10 @@
 Everything a symbol actor persists goes through :class:`TradeRecord` (writes, through the
 daemon's one :class:`~forexd.storage.db.StorageWriter`) and everything it rebuilds after a
 (re)start comes from :func:`load_actor_state` (reads, on its own connection, off the event
-loop). Reconciliation and the paper broker write the same rows with the same statements,
-so the order of writes is the writer's FIFO order whoever submits them.
+loop). Reconciliation writes the same rows through the same record, and reads what it
+compares with the broker through :func:`load_book_state`; the paper broker writes events
+with the same statement. So the order of writes is the writer's FIFO order whoever
+submits them, and both readers replay the fills the same way.
 
 Only :meth:`TradeRecord.order_written` waits for its commit: an order must be on disk
 *before* it is sent. Every other write is queued (group-committed by the writer).
@@ -12,6 +14,8 @@ Only :meth:`TradeRecord.order_written` waits for its commit: an order must be on
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +164,60 @@ class ActorState:
     warm_bars: list[Bar] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class BookState:
+    """The whole recorded book, as reconciliation compares it with the broker's.
+
+    Attributes:
+        open_orders: orders still pending or submitted (outcome not seen), oldest first.
+        fill_ids: the id of every recorded fill.
+        positions: the net position per symbol from every recorded fill.
+    """
+
+    open_orders: list[Order] = field(default_factory=list)
+    fill_ids: set[str] = field(default_factory=set)
+    positions: dict[str, Position] = field(default_factory=dict)
+
+
+def _recorded_fills(conn: sqlite3.Connection, symbol: str | None = None) -> Iterator[Fill]:
+    """Every recorded fill (of ``symbol``, or of all symbols), in booking order.
+
+    Booking order is the order the broker's ledger applied them; by bar time the average
+    price (and so realised P&L) could differ by cents (issue 10).
+    """
+    where, args = ("WHERE symbol = ? ", (symbol,)) if symbol is not None else ("", ())
+    for row in conn.execute(
+        "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
+        f"{where}ORDER BY rowid",
+        args,
+    ):
+        yield Fill(row[0], row[1], row[2], int(row[3]), row[4], row[5], int(row[6]))
+
+
+def load_book_state(db_path: Path) -> BookState:
+    """Read the open orders, fill ids and net positions (blocking: call it off the loop).
+
+    Raises:
+        StorageError: the store cannot be opened.
+    """
+    conn = open_sync(db_path)
+    try:
+        book = BookState()
+        for cid, sym, units, bar_ts, created_ns in conn.execute(
+            "SELECT client_id, symbol, units, bar_ts, created_ns FROM orders "
+            "WHERE status IN (?, ?) ORDER BY created_ns",
+            IN_FLIGHT,
+        ):
+            book.open_orders.append(Order(cid, sym, int(units), int(bar_ts), int(created_ns)))
+        for fill in _recorded_fills(conn):
+            book.fill_ids.add(fill.fill_id)
+            position = book.positions.setdefault(fill.symbol, Position(fill.symbol))
+            position.apply(fill, get_instrument(fill.symbol))
+        return book
+    finally:
+        conn.close()
+
+
 def load_actor_state(db_path: Path, symbol: str, timeframe: str, capacity: int) -> ActorState:
     """Read one symbol's trading state (blocking: call it off the event loop).
 
@@ -176,14 +234,7 @@ def load_actor_state(db_path: Path, symbol: str, timeframe: str, capacity: int) 
     conn = open_sync(db_path)
     try:
         state = ActorState(Position(symbol))
-        for row in conn.execute(
-            "SELECT fill_id, client_id, symbol, units, price, commission, ts FROM fills "
-            # In booking order, as the broker's ledger applied them; by bar time the
-            # average price (and so realised P&L) could differ by cents (issue 10).
-            "WHERE symbol = ? ORDER BY rowid",
-            (symbol,),
-        ):
-            fill = Fill(row[0], row[1], row[2], int(row[3]), row[4], row[5], int(row[6]))
+        for fill in _recorded_fills(conn, symbol):
             state.position.apply(fill, instrument)
         for cid, units, status in conn.execute(
             "SELECT client_id, units, status FROM orders WHERE symbol = ?", (symbol,)
