@@ -49,6 +49,7 @@ strategy = "ml"
 [symbols.params]
 lookback_candles = 600
 retrain_every_bars = {every}
+train_timeout_s = {timeout}
 entry_threshold = 0.5
 exit_threshold = 0.5
 walk_forward = {{ n_folds = {folds}, min_train_rows = 60 }}
@@ -64,9 +65,16 @@ TASK_GONE_S = 15.0  # a force-cancelled task's worker is gone well within this; 
 
 
 def _config(path: Path, *, compute: str = "", end: str = "2017-06-01", every: int = 500,
-            folds: int = 3, model: str = LOGISTIC, speed: float = TRICKLE) -> Path:  # fmt: skip
+            folds: int = 3, model: str = LOGISTIC, speed: float = TRICKLE,
+            timeout: float = 600) -> Path:  # fmt: skip
     body = CONFIG.format(
-        compute=compute, end=end, every=every, folds=folds, model=model, speed=speed
+        compute=compute,
+        end=end,
+        every=every,
+        folds=folds,
+        model=model,
+        speed=speed,
+        timeout=timeout,
     )
     return write_config(path, body)
 
@@ -224,6 +232,19 @@ def test_local_ray_instance_of_the_daemon_trains_and_stops_with_it(
     d.stop()
     _, alive = psutil.wait_procs(ray_processes, timeout=30)
     assert [] == alive
+
+
+def test_ray_task_past_train_timeout_is_killed_and_the_job_fails(
+    cluster: Any, stored_dir: Path, short_tmp: Path, daemon_factory: type[DaemonProc]
+) -> None:
+    """train_timeout_s on Ray: the cycle fails naming the timeout; the task is killed."""
+    d = _ray_daemon(stored_dir, short_tmp, daemon_factory, cluster, model=SLOW, timeout=5)
+    failed = d.wait_for("training_cycle_failed", timeout=120, symbol="EURUSD")
+    assert f"task on {cluster.address} ran past 5 s; cancelled" in failed["error"], failed
+    _wait_until(lambda: running_tasks(cluster) == 0, TASK_GONE_S, "the task to be killed")
+    [job] = _jobs(d)
+    assert ("failed", "ray") == (job["state"], job["backend"]) and "ran past" in job["error"]
+    d.stop()
 
 
 def _wait_until(condition: Any, timeout_s: float, what: str) -> None:
