@@ -1,9 +1,8 @@
 """The Ray backend against a real two-node Ray cluster on 127.0.0.1 started by this module.
 
-One cluster (a head and a second node, one CPU each, small object stores) serves the whole
-module; the node-kill test adds and kills a third node of its own. Every address is loopback:
-the nodes are started with ``node_ip_address = 127.0.0.1`` and the driver keeps that address
-through ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (see ``forexd/daemon/backend_ray.py``).
+One cluster (a head and a second node, one CPU each, small object stores:
+``tests/_raycluster.py``) serves the whole module; the node-kill test adds and kills a third
+node of its own. Every address is loopback (see ``tests/_raycluster.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,15 +30,10 @@ from forexd.models.search import run_search
 from forexd.strategies.ml_params import MlParams
 from tests._fxdata import LEAN_H1_EURUSD
 from tests._mlsupport import SMALL_WF, bundled_candles
+from tests._raycluster import NODE, loopback_cluster
 from tests.daemon_proc import forexd_cmd, run_cli
 
 pytestmark = pytest.mark.timeout(300)
-NODE: dict[str, Any] = {
-    "num_cpus": 1,
-    "node_ip_address": "127.0.0.1",
-    "object_store_memory": 80 * 1024 * 1024,  # Ray's minimum is 75 MiB; /dev/shm is small
-}
-REPO = str(Path(__file__).resolve().parents[1])
 BASE = MlParams(lookback_candles=900, walk_forward=SMALL_WF)
 
 
@@ -53,25 +46,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """A head and one more node on 127.0.0.1, and this process connected as the driver."""
-    if "ray" in sys.modules:
-        from ray._private import ray_constants
+    with loopback_cluster(2) as started:
+        import ray
 
-        if ray_constants.ENABLE_RAY_CLUSTER:
-            pytest.fail("ray was imported before the loopback switch could be set")
-    os.environ[LOOPBACK_ENV] = "0"  # the driver keeps 127.0.0.1 (read when ray is imported)
-    # Workers start in the nodes' environment: make forexd importable there as it is here.
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
-    ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
-    started = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
-    started.add_node(**NODE)
-    ray.init(address=started.address, include_dashboard=False, log_to_driver=False)
-    try:
-        yield started
-    finally:
-        ray.shutdown()
-        started.shutdown()
+        ray.init(address=started.address, include_dashboard=False, log_to_driver=False)
+        try:
+            yield started
+        finally:
+            ray.shutdown()
 
 
 def _executor(cluster: Any, blas_threads: int = 1) -> RayExecutor:
@@ -190,6 +172,28 @@ def test_cli_search_and_train_run_on_the_cluster_on_real_data(cluster: Any, tmp_
     assert 0 == train.returncode, train.stderr
     trained = json.loads(train.stdout)
     assert "ray" == trained["backend"]["backend"] and trained["walk_forward"]["folds"]
+
+
+def test_cli_search_on_a_local_ray_instance_reaches_its_target(tmp_path: Path) -> None:
+    """`forexd search --ray local` on real EURUSD H1: its own Ray instance runs the trials."""
+    if not LEAN_H1_EURUSD.exists():
+        pytest.skip(f"real FX data not found at {LEAN_H1_EURUSD} (../shared is absent)")
+    config = tmp_path / "forexd.toml"
+    config.write_text("[compute]\nblas_threads = 1\ntrain_workers = 2\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != LOOPBACK_ENV}  # as a user runs it
+    search = _cli(
+        env, "search", "--symbol", "EURUSD", "--data", str(LEAN_H1_EURUSD), "--format",
+        "oanda-lean", "--lookback-candles", "2000", "--model", "logistic", "--trials", "3",
+        "--ray", "local", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--json",
+    )  # fmt: skip
+    assert 0 == search.returncode, search.stderr
+    out = json.loads(search.stdout)
+    assert (3, 3, 0) == (out["trials_total"], out["trials_this_run"], out["failed_this_run"])
+    assert ("ray", "local", 2) == (
+        out["backend"]["backend"],
+        out["backend"]["address"],
+        out["backend"]["cpus"],
+    ), out["backend"]
 
 
 def test_backtest_grid_on_the_cluster_ranks_like_the_local_sweep(cluster: Any) -> None:

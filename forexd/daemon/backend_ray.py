@@ -151,8 +151,13 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         try:
             if address == "local":
+                # address="local", not None: None joins the newest cluster started on this
+                # machine (`ray start`, another forexd) and then refuses num_cpus.
                 ray.init(
-                    num_cpus=local_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **kwargs
+                    address="local",
+                    num_cpus=local_cpus,
+                    object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                    **kwargs,
                 )
             else:
                 ray.init(address=address, **kwargs)

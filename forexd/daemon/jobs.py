@@ -1,5 +1,10 @@
 """The daemon's training job queue: every retraining is a job an operator can see and cancel.
 
+Each job shows its ``backend`` and ``node``: ``local`` and this host for the daemon's own
+compute pool; ``ray`` and the cluster's address while a Ray task runs it, then the node the
+task ran on (a Ray task cannot report phases or progress while it runs: its job shows
+``training`` until the model is back).
+
 A job is made when a cycle is scheduled (``retrain_every_bars``) or requested
 (``ctl retrain``, ``ctl train SYMBOL [--lookback-candles N]``); the training cycle adopts the
 job queued for its symbol, reports phases and walk-forward progress to it from the worker
@@ -52,6 +57,7 @@ class TrainingJob:
     lookback_candles: int | None
     error: str | None = None
     outcome: str | None = None
+    placed: bool = False  # node is where the work ran (else: where it was sent)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values."""
@@ -107,6 +113,25 @@ class TrainingJobs:
             self._adopted.add(job.id)
             job.state, job.phase, job.started_at = "running", "starting", time.time()
         return job
+
+    def run_on(self, backend: str, node: str) -> None:
+        """Jobs submitted from now on run on ``backend`` at ``node`` (a Ray cluster's address
+        until a task reports the node it really ran on, see :meth:`placed`)."""
+        with self._lock:
+            self.backend, self.node = backend, node
+
+    def placed(self, symbol: str, node: str) -> None:
+        """The running job of ``symbol`` ran (part of) its work on ``node``.
+
+        One cycle per symbol runs at a time, so the symbol names the job. A cycle whose
+        tasks ran on several nodes lists each once, in order.
+        """
+        with self._lock:
+            for job in self._jobs.values():
+                if job.symbol == symbol and job.state == "running":
+                    known = job.node.split(", ") if job.placed else []
+                    job.node = ", ".join(dict.fromkeys([*known, node]))
+                    job.placed = True
 
     def on_cancel(self, job_id: str, cancel: Callable[[], None]) -> None:
         """What cancels the running job (its cycle's cancel scope)."""

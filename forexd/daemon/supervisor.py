@@ -1,8 +1,9 @@
 """The supervisor: start-up, the main wait, shutdown — in that order, top-down.
 
 ``Daemon.run`` owns one anyio task group. Start-up takes the pid lock, fixes the compute
-budget and thread caps, starts the storage writer, restores the broker, reconciles, loads
-the replay data, starts one supervised actor per symbol (each reports ready through
+budget and thread caps, connects to the Ray cluster retraining runs on (only with
+``[compute] backend = "ray"``), starts the storage writer, restores the broker, reconciles,
+loads the replay data, starts one supervised actor per symbol (each reports ready through
 ``task_group.start``), then the loop-lag monitor and the control server. The main phase
 waits for a stop request (signal, ``ctl stop``, or every feed exhausted when asked to
 exit then).
@@ -10,8 +11,9 @@ exit then).
 Shutdown order is fixed by construction, within ``shutdown_timeout_s``: every producer of
 writes is stopped and waited for (actors with their training tasks, the live feed, the
 risk persister: :class:`Service` gives each a scope and a "done" event), then the final
-flush, then the risk state is persisted, then the writer is closed. Nothing can use the
-writer after it closed, because everything that could has already ended.
+flush, then the risk state is persisted, then the writer is closed, then the Ray
+connection. Nothing can use the writer (or the cluster) after it closed, because everything
+that could has already ended.
 
 Signal handlers only record the signal (anyio's signal receiver; before the loop runs,
 :mod:`~forexd.daemon.stopsignals`); the loop acts on it. A stop signal during start-up
@@ -50,6 +52,7 @@ from forexd.brokers.ledger import CostModel
 from forexd.brokers.paper import PaperBroker
 from forexd.config import BUNDLED_SOURCE, STORE_SOURCE, Settings, SymbolConfig
 from forexd.daemon import stopsignals
+from forexd.daemon.backends import ClusterOwner, connect_cluster
 from forexd.daemon.brokerlink import brokerguard_for, make_oanda_broker
 from forexd.daemon.budget import budget_from_config
 from forexd.daemon.compute import ComputePool
@@ -74,6 +77,7 @@ from forexd.daemon.training import TrainContext
 from forexd.domain.timeframes import TIMEFRAME_SECONDS
 from forexd.errors import ConfigError, DataError, ForexdError, first_leaf
 from forexd.feeds.base import is_replay
+from forexd.models.executor import JobExecutor
 from forexd.risk import Holding
 from forexd.storage.db import StorageWriter, open_sync
 from forexd.strategies import build_strategy
@@ -83,6 +87,7 @@ if TYPE_CHECKING:
 
 THREAD_SAMPLE_S = 1.0
 WATCHDOG_MAX_LAG_S = 10.0  # a loop stalled longer than this stops feeding systemd's watchdog
+EXECUTOR_CLOSE_TIMEOUT_S = 10.0  # ray.shutdown; a cluster that hangs is left behind (a guess)
 
 Started = TaskStatus[None]
 
@@ -173,6 +178,8 @@ class Daemon:
             settings.compute, self.hardware, max(1, len(settings.active_symbols))
         )
         self.jobs = TrainingJobs()  # ctl jobs / train / cancel (daemon/jobs.py)
+        self.executor: JobExecutor | None = None  # [compute] backend = "ray": see _startup
+        self._cluster = ClusterOwner()  # the thread that connects and disconnects Ray
         self.pool = ComputePool(
             self.budget.train_workers,
             self.budget.max_concurrent_symbols,
@@ -235,6 +242,8 @@ class Daemon:
         )
         # Blocking steps run in threads; a stop signal abandons them (run_abandonable) so a
         # start-up never holds a shutdown back.
+        if self.settings.compute.backend == "ray":  # first: nothing to undo if unreachable
+            await self._connect_cluster()
         await run_abandonable(_open_store, self.paths.db)
         await tg.start(self._writer_svc.run, self.writer.run)
         broker = await self._make_broker(tg)
@@ -265,6 +274,7 @@ class Daemon:
                     self.writer,
                     get_logger("trainer"),
                     jobs=self.jobs,
+                    executor=self.executor,
                 ),
             ),
             present=self._present_policy(feed),
@@ -311,6 +321,25 @@ class Daemon:
             socket=str(self.paths.socket),
             hint=f"forexd ctl status --data-dir {self.paths.data_dir}",
         )
+
+    async def _connect_cluster(self) -> None:
+        """Connect to the Ray cluster retraining runs on (``ray.init`` blocks: a thread).
+
+        Raises:
+            ClusterUnreachableError: unreachable, and ``ray_fallback = "error"`` (exit 2).
+        """
+        log = get_logger("compute")
+
+        def warn(message: str) -> None:  # ray_fallback = "local"
+            log.warning("ray_unreachable", detail=message)
+
+        executor, described = await self._cluster.call(
+            connect_cluster, self.settings.compute, self.budget, warn
+        )
+        if executor is not None:
+            self.executor = executor
+            self.jobs.run_on(executor.backend, str(described.get("address", "")))
+        log.info("compute_backend", **described)
 
     def _present_policy(self, feed: Any) -> PresentPolicy:
         """Recorded feeds trade every bar they play; a live feed only the present."""
@@ -579,6 +608,10 @@ class Daemon:
                 await anyio.to_thread.run_sync(self.risk.persist_now)
             if self._api is not None:
                 await self._api.aclose()
+            if self.executor is not None:  # every cycle has ended: no task is waited for
+                with anyio.move_on_after(EXECUTOR_CLOSE_TIMEOUT_S):
+                    await self._cluster.call(self.executor.close)
+            self._cluster.stop()
         if scope.cancelled_caught:
             self.log.error("shutdown_timeout", timeout_s=self.settings.shutdown_timeout_s)
         tg.cancel_scope.cancel()

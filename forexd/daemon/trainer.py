@@ -286,11 +286,19 @@ class ModelTrainer:
         current: Champion | None,
         device: str,
     ) -> tuple[CycleResult, ModelRecord]:
-        """One challenger trained (and compared with ``current``) in the compute pool; its
-        artifact is written, its registry row returned for the caller to register."""
+        """One challenger trained (and compared with ``current``) in the compute pool, or as
+        a Ray task when the daemon has a cluster (``ctx.executor``); its artifact is written,
+        its registry row returned for the caller to register."""
         from forexd.daemon.trainjob import training_job, training_job_in_process
 
         ctx, symbol = self.ctx, self.symbol
+        if ctx.executor is not None:  # candles out, the model back (daemon/trainremote.py)
+            from forexd.daemon.trainremote import train_remote
+
+            return await train_remote(
+                ctx, ctx.executor, handle, symbol=symbol, times=times, params=params,
+                registry=registry, champion=current,
+            )  # fmt: skip
         job: Any
         if ctx.pool.executor == "processes":
             job = functools.partial(

@@ -3,7 +3,8 @@
 The trainer (:mod:`forexd.daemon.trainer`) receives a :class:`TrainServices` and uses it
 for everything that is not pure learning: the compute pool (symbol semaphore, bounded
 worker threads, explicit timeouts), the data and model directories, the storage writer,
-the compute budget (``n_jobs`` comes from ``budget.blas_threads``, never -1) and a logger.
+the compute budget (``n_jobs`` comes from ``budget.blas_threads``, never -1), a logger, the
+job queue and, with ``[compute] backend = "ray"``, the cluster the challengers train on.
 :class:`TrainContext` is the daemon's implementation; tests and ``forexd train`` build one
 without a daemon.
 """
@@ -17,6 +18,7 @@ from forexd.daemon.budget import ComputeBudget
 from forexd.daemon.compute import ComputePool
 from forexd.daemon.jobs import TrainingJobs
 from forexd.daemon.paths import DaemonPaths
+from forexd.models.executor import JobExecutor
 from forexd.storage.db import StorageWriter
 
 
@@ -53,6 +55,11 @@ class TrainServices(Protocol):
         """The daemon's training job queue (``ctl jobs``); ``None`` offline."""
         ...
 
+    @property
+    def executor(self) -> JobExecutor | None:
+        """A remote executor (Ray) that trains challengers; ``None``: the local pool."""
+        ...
+
 
 @dataclass(slots=True)
 class TrainContext:
@@ -64,3 +71,4 @@ class TrainContext:
     writer: StorageWriter | None
     log: Any
     jobs: TrainingJobs | None = None  # the daemon's job queue (ctl jobs); None offline
+    executor: JobExecutor | None = None  # [compute] backend = "ray"; None: the local pool

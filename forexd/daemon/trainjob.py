@@ -7,6 +7,12 @@ cycle) and writes the artifact file. It returns the registry row instead of writ
 rows go through the daemon's one storage writer, from the event loop (see
 :mod:`forexd.storage.model_registry`).
 
+On Ray (``[compute] backend = "ray"``) a remote node can neither read the daemon's SQLite
+file nor write its model directory, so the cycle is cut at those two points: the daemon
+reads the candles (:func:`read_training_candles`), :func:`cycle_job` trains on them as a Ray
+task and sends the model back, and the daemon writes the artifact (:func:`save_challenger`);
+see :mod:`forexd.daemon.trainremote`.
+
 A worker thread cannot be killed. :class:`CycleHandle` is how the loop and the thread part
 ways when the loop stops waiting (timeout, shutdown): the thread checks it between steps and
 after every walk-forward fold, and once abandoned it stops there and never reports a phase
@@ -15,6 +21,8 @@ again, so a late thread cannot overwrite the state of a newer cycle.
 
 from __future__ import annotations
 
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +46,7 @@ from forexd.storage.db import now_ns, open_sync
 from forexd.storage.model_registry import ModelRecord, ModelRegistry, new_model_id
 
 NS_PER_S = 1_000_000_000
+NODE_ID_CHARS = 12  # of a Ray node id (56 hex): enough to tell a cluster's nodes apart
 
 
 class TrainEnv(Protocol):
@@ -193,26 +202,93 @@ def training_job(
         symbol=symbol,
         progress=handle.progress,
     )
+    handle.check()
+    record = save_challenger(
+        config, result, registry, symbol=symbol, timeframe=timeframe, cycle_id=handle.cycle_id
+    )
+    return result, record
+
+
+def save_challenger(
+    config: TrainConfig,
+    result: CycleResult,
+    registry: ModelRegistry,
+    *,
+    symbol: str,
+    timeframe: str,
+    cycle_id: str,
+) -> ModelRecord:
+    """Name the trained challenger, write its artifact, return its row (blocking).
+
+    Where the model was trained does not matter: a worker thread calls this after training,
+    the daemon calls it on the model a Ray task sent back.
+
+    Raises:
+        OSError: the artifact cannot be written.
+    """
     created = now_ns()
     model_id = new_model_id(symbol, created)
     result.model.metadata |= {
         "symbol": symbol,
         "timeframe": timeframe,
         "model_id": model_id,
-        "cycle_id": handle.cycle_id,
+        "cycle_id": cycle_id,
     }
-    handle.check()
     save_model(result.model, registry.artifact_path(symbol, model_id))
-    record = make_record(
+    return make_record(
         config,
         result,
         registry,
         symbol=symbol,
         model_id=model_id,
         created_ns=created,
-        cycle_id=handle.cycle_id,
+        cycle_id=cycle_id,
     )
-    return result, record
+
+
+def cycle_job(
+    candles: Candles,
+    config: TrainConfig,
+    champion: Champion | None,
+    pip_size: float,
+    bars_per_year: float,
+    blas_threads: int,
+    device: str,
+    symbol: str,
+) -> tuple[CycleResult, str]:
+    """One challenger trained and compared wherever an executor runs it (a Ray task).
+
+    Everything it needs travels with it — the candles read by the daemon, the training
+    configuration, the champion to beat — and the trained model travels back; it touches
+    no file and no database, so it runs on any node. No phases or progress are reported
+    from here (nothing on a remote node can reach the daemon's job queue).
+
+    Returns:
+        ``(result, node)``: the cycle's result (the model included) and the node it ran on.
+
+    Raises:
+        ModelError, DataError: from the learning code (too little data, one-class labels...).
+    """
+    result = train_cycle(
+        candles,
+        config,
+        symbol=symbol,
+        pip_size=pip_size,
+        n_jobs=blas_threads,
+        bars_per_year=bars_per_year,
+        champion=champion,
+        device=device,
+    )
+    return result, node_name()
+
+
+def node_name() -> str:
+    """Where this process runs: ``IP/node-id`` (first 12 hex) in a Ray worker, else the host."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        node_id = str(ray.get_runtime_context().get_node_id())
+        return f"{ray.util.get_node_ip_address()}/{node_id[:NODE_ID_CHARS]}"
+    return socket.gethostname()
 
 
 class _ProcessHandle:
