@@ -124,10 +124,10 @@ class ChallengerHandle(CycleHandle):
 class _Progress:
     """Sums the challengers' walk-forward progress into the cycle's (worker threads)."""
 
-    def __init__(self, handle: CycleHandle, n: int) -> None:
+    def __init__(self, handle: CycleHandle, n: int, steps: int) -> None:
         self._handle = handle
         self._done = [0] * n
-        self._total = [0] * n
+        self._total = [steps] * n  # known up front: the total never grows while it runs
         self._lock = threading.Lock()
 
     def update(self, i: int, done: int, total: int) -> None:
@@ -153,7 +153,8 @@ async def train_challengers(
     ``parallel`` in the pool at once (module note). Failures are recorded, not raised;
     cancellation is raised.
     """
-    progress = _Progress(handle, len(trained))
+    steps = trained[0].params.walk_forward.n_folds + 1  # the folds and the final fit
+    progress = _Progress(handle, len(trained), steps)
     gate = anyio.Semaphore(parallel)
     # Each holder leaves the gate within its pool wait + run timeouts: the gate's wait is
     # bounded by construction; the timeout only makes the bound explicit.
