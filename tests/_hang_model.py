@@ -1,4 +1,5 @@
-"""Test-only model loader for ``forexd.rl.compare``: a model whose prediction never ends.
+"""Test-only model loader for ``forexd.rl.compare``: a model whose prediction never ends
+(and the same as a refit hook for the K-challenger cycle).
 
 It is registered nowhere in forexd: a test names it as a ``ModelRef.loader``
 (``tests._hang_model:load``) and the spawned comparison worker imports it from there.
@@ -32,3 +33,15 @@ class HangingModel:
 def load(path: str, device: str) -> HangingModel:
     """Loader hook: the artifact at ``path``, made to hang in prediction."""
     return HangingModel(load_model(Path(path), device=device))
+
+
+HANGING_SEED = 1
+
+
+def refit_hangs_for_seed_1(config: Any, x: Any, setup: Any) -> Any:
+    """Refit hook of the K-challenger cycle's evaluation (``forexd.daemon.challengers.REFIT``):
+    the real refit, made to hang in prediction for the challenger with seed 1."""
+    from forexd.rl.window_eval import refit
+
+    model = refit(config, x, setup)
+    return HangingModel(model) if config.seed == HANGING_SEED else model

@@ -13,8 +13,11 @@ moving while the job waits for a worker); everything heavy — reading candles, 
 labels, walk-forward, the final fit, the comparison, writing the artifact — is one job in
 the compute pool (symbol semaphore, bounded workers, ``train_timeout_s``); the registry
 rows go through the storage writer afterwards (see :mod:`forexd.storage.model_registry`).
-Failures are recorded on the stats and logged with the cycle id; the champion keeps
-trading. Cancellation (shutdown, a reload that drops the model) is never swallowed.
+With ``challengers = K > 1`` the cycle trains K such jobs (seeds ``seed .. seed + K - 1``)
+in parallel and judges them together with the champion in spawned workers; the best may
+be promoted (:mod:`forexd.daemon.challengers`). Failures are recorded on the stats and
+logged with the cycle id; the champion keeps trading. Cancellation (shutdown, a reload that
+drops the model) is never swallowed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -40,6 +44,7 @@ from forexd.storage.model_registry import ModelRecord, ModelRegistry
 from forexd.strategies.ml_params import MlParams
 
 if TYPE_CHECKING:
+    from forexd.daemon.trainjob import CycleHandle
     from forexd.models.promotion import Champion
     from forexd.models.trainer import CycleResult
 
@@ -251,6 +256,8 @@ class ModelTrainer:
             from forexd.models.device import choose_device
 
             device = choose_device(params.device)
+        if params.challengers > 1:
+            return await self._run_challengers(handle, times, log, params, registry, device)
         result, record = await self._train_challenger(
             handle, times, params, registry, current, device
         )
@@ -267,14 +274,70 @@ class ModelTrainer:
             self._champion = promoted
             log.info("model_promoted", model_id=record.model_id, reason=verdict.reason)
             await self._hand_over(promoted)
+        one = {"model_id": record.model_id, "seed": params.seed, "status": "ok", "rank": 1,
+               "score": verdict.challenger_log_loss,  # an agent's return is in the reason
+               "promoted": promoted is not None, "error": None}  # fmt: skip
         return {
             "model_id": record.model_id,
             "decision": "promoted" if promoted is not None else "kept_champion",
             "decision_reason": verdict.reason,
+            "promoted": record.model_id if promoted is not None else None,
+            "challengers": [one],
+            "champion_score": verdict.champion_log_loss,
             "oos_log_loss": record.metrics["oos_log_loss"],
             "oos_sharpe": record.metrics["oos_sharpe"],
             "folds": len(result.walk_forward.folds),
             "seconds": result.seconds,
+        }
+
+    async def _run_challengers(
+        self,
+        handle: CycleHandle,
+        times: npt.NDArray[np.int64],
+        log: Any,
+        params: MlParams,
+        registry: ModelRegistry,
+        device: str,
+    ) -> dict[str, Any]:
+        """K > 1: train in parallel, judge together, register all, promote the best."""
+        from forexd.daemon.challengers import train_and_judge
+        from forexd.models.promotion import Comparison
+
+        current = self._champion.champion if self._champion is not None else None
+
+        async def train_one(sub: CycleHandle, p: MlParams) -> tuple[CycleResult, ModelRecord]:
+            # No champion given: the challengers are judged together, not in their jobs.
+            return await self._train_challenger(sub, times, p, registry, None, device)
+
+        trained, verdict = await train_and_judge(
+            self.ctx, self.symbol, times, train_one, handle, params, registry, current,
+            device, log,
+        )  # fmt: skip
+        done = {t.record.model_id: t for t in trained if t.record is not None}
+        best = next((e["model_id"] for e in verdict.entries if e["rank"] == 1), None)
+        shown = done[verdict.promoted or best or next(iter(done))]
+        assert shown.result is not None and shown.record is not None
+        promoted = None
+        if verdict.promoted is not None:
+            result = replace(shown.result, comparison=Comparison(True, verdict.reason))
+            promoted = promote(result, shown.record.model_id, champion_summary(shown.record))
+        if promoted is not None:
+            await registry.aset_champion(self.symbol, promoted.model_id)
+            self._champion = promoted
+            log.info("model_promoted", model_id=promoted.model_id, reason=verdict.reason)
+            await self._hand_over(promoted)
+        return {
+            "model_id": shown.record.model_id,
+            "decision": "promoted" if promoted is not None else "kept_champion",
+            "decision_reason": verdict.reason,
+            "promoted": None if promoted is None else promoted.model_id,
+            "challengers": verdict.entries,
+            "champion_score": verdict.champion_score,
+            "evaluation": verdict.evaluation,
+            "oos_log_loss": shown.record.metrics["oos_log_loss"],
+            "oos_sharpe": shown.record.metrics["oos_sharpe"],
+            "folds": len(shown.result.walk_forward.folds),
+            "seconds": shown.result.seconds,
         }
 
     async def _train_challenger(

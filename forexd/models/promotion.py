@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from forexd.domain import ns_to_iso
-from forexd.domain.bars import FloatArray
+from forexd.domain.bars import FloatArray, IntArray
 from forexd.features import FeatureSpec, compute_features
 from forexd.models.errors import ArtifactError
 from forexd.models.fit import fit_model
@@ -160,7 +160,38 @@ def promotion_decision(
     return False, f"{scores} < margin {margin:+.4f}; keeping the champion"
 
 
-def _predict_window(model: TrainedModel, x: FloatArray, start: int, end: int) -> FloatArray | None:
+def window_start(
+    config: TrainConfig,
+    ts: IntArray,
+    champion_to_ts: int | None,
+    *,
+    first: int,
+    end: int,
+    test_rows: int,
+) -> int:
+    """First row of the latest out-of-sample window (see the module note).
+
+    The window ends at ``end`` and holds at most ``test_rows`` rows from the first complete
+    feature row ``first``; with a champion (``champion_to_ts``: its last training row's
+    time) it starts after that row plus the label purge. Without one it is the last
+    ``test_rows`` rows (the K-challenger cycle ranks its challengers there).
+    """
+    start = max(end - test_rows, first)
+    if champion_to_ts is not None:
+        last_seen = int(np.searchsorted(ts, champion_to_ts, side="right")) - 1
+        start = max(start, last_seen + 1 + config.label.horizon)
+    return start
+
+
+def refit_rows(config: TrainConfig, start: int, first: int, train_rows: int) -> tuple[int, int]:
+    """Rows ``[a, b)`` a challenger is refitted on to be scored on a window from ``start``:
+    as many rows as the final model (``train_rows``), ending before the window minus the
+    label purge and the embargo (the champion's information cut-off)."""
+    cut = start - config.label.horizon - config.walk_forward.embargo_bars
+    return training_rows(config, cut, first, train_rows)
+
+
+def predict_window(model: TrainedModel, x: FloatArray, start: int, end: int) -> FloatArray | None:
     """Probabilities for rows ``start..end`` (with the model's context), or ``None`` if the
     feature rows it needs are not all finite (its warm-up reaches into the window)."""
     ctx = model.context_rows
@@ -203,9 +234,9 @@ def compare_with_champion(
     margin = config.promote_margin
     if champion is None:
         return Comparison(True, "no champion yet", margin=margin)
-    purge = config.label.horizon
-    last_seen = int(np.searchsorted(data.ts, champion.data_to_ts, side="right")) - 1
-    start = max(last_seen + 1 + purge, end - test_rows, first)
+    start = window_start(
+        config, data.ts, champion.data_to_ts, first=first, end=end, test_rows=test_rows
+    )
     known = np.isfinite(y[start:end]) if start < end else np.zeros(0, dtype=bool)
     rows = int(np.count_nonzero(known))
     verdict = Comparison(False, "", rows=rows, margin=margin, champion_id=champion.model_id)
@@ -217,10 +248,9 @@ def compare_with_champion(
         window_to=ns_to_iso(int(data.ts[end - 1])),
     )
 
-    cut = start - purge - config.walk_forward.embargo_bars
-    a, b = training_rows(config, cut, first, train_rows)
+    a, b = refit_rows(config, start, first, train_rows)
     refit = fit_model(config.model, x[a:b], y[a:b], n_jobs=n_jobs, seed=config.seed, device=device)
-    chall_proba = _predict_window(refit, x, start, end)
+    chall_proba = predict_window(refit, x, start, end)
     if chall_proba is None:  # the walk-forward validated these rows; kept for clarity
         return replace(verdict, reason="the challenger cannot predict the window")
     y_known = y[start:end][known]
@@ -234,7 +264,7 @@ def compare_with_champion(
     champ_x = compute_features(
         data.open, data.high, data.low, data.close, data.ts, champion.features
     ).matrix
-    champ_proba = _predict_window(champion.model, champ_x, start, end)
+    champ_proba = predict_window(champion.model, champ_x, start, end)
     if champ_proba is None:
         return replace(
             verdict,

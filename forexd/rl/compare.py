@@ -25,12 +25,18 @@ Each model is evaluated by one batched prediction over all bars and traded in th
 simulation (:mod:`forexd.rl.sim`) with the same costs and size, so models of any kind
 — classifiers through their threshold policy, agents through their actions — are ranked on
 the same P&L. Ranking: net P&L, then Sharpe.
+
+With a ``window`` (a training cycle judging its champion and K challengers,
+:mod:`forexd.daemon.challengers`) every job scores one model on that window instead
+(:mod:`forexd.rl.window_eval`) and the ranking is by that score. ``cancel`` (an event the
+caller sets when it stops waiting) kills every worker at the next poll.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -43,6 +49,7 @@ from forexd.models.device import device_key
 from forexd.models.errors import ModelError
 from forexd.models.trainconfig import Candles
 from forexd.rl.compare_worker import ModelRef, WorkerSetup, worker_main
+from forexd.rl.window_eval import WindowPlan
 
 STARTUP_TIMEOUT_S = 120.0
 """A worker must take its first job's device slot within this plus the acquire timeout
@@ -115,13 +122,23 @@ def _stop(w: _Worker) -> None:
         w.process.join(JOIN_TIMEOUT_S)
 
 
-def _rank(outcomes: list[Outcome]) -> tuple[Outcome, ...]:
-    ok = [o for o in outcomes if o.status == "ok"]
-    ok.sort(key=lambda o: (-o.result["pnl"], -o.result["metrics"]["sharpe"], o.name))
+class CompareCancelledError(ModelError):
+    """The caller stopped waiting (its ``cancel`` event was set); every worker was killed."""
+
+
+def _rank(outcomes: list[Outcome], window: WindowPlan | None) -> tuple[Outcome, ...]:
+    if window is None:
+        ok = [o for o in outcomes if o.status == "ok"]
+        ok.sort(key=lambda o: (-o.result["pnl"], -o.result["metrics"]["sharpe"], o.name))
+    else:  # a cycle's window: by score; a model that could not be scored is not ranked
+        sign = 1.0 if window.lower_is_better else -1.0
+        ok = [o for o in outcomes if o.status == "ok" and o.result.get("score") is not None]
+        ok.sort(key=lambda o: sign * o.result["score"])  # stable: ties keep the given order
     ranked = [
         Outcome(o.name, o.status, o.seconds, o.result, o.error, i + 1) for i, o in enumerate(ok)
     ]
-    return tuple(ranked + [o for o in outcomes if o.status != "ok"])
+    chosen = {id(o) for o in ok}
+    return tuple(ranked + [o for o in outcomes if id(o) not in chosen])
 
 
 def compare_models(
@@ -139,6 +156,8 @@ def compare_models(
     units: int = 10_000,
     initial_balance: float = 100_000.0,
     periods_per_year: float = 6240.0,
+    window: WindowPlan | None = None,
+    cancel: threading.Event | None = None,
 ) -> CompareResult:
     """Evaluate every model on ``candles`` in spawned workers and rank them (module note).
 
@@ -157,9 +176,13 @@ def compare_models(
         units: position size.
         initial_balance: account start, USD.
         periods_per_year: annualises the Sharpe ratio.
+        window: score every model on this window of ``candles`` instead of trading them
+            all (see :mod:`forexd.rl.window_eval`).
+        cancel: set by the caller to stop: the workers are killed at the next poll.
 
     Raises:
         ModelError: no model, a bad device name or a non-positive limit.
+        CompareCancelledError: ``cancel`` was set.
     """
     if not refs:
         raise ModelError("compare: give at least one model")
@@ -173,7 +196,7 @@ def compare_models(
     held = ctx.Array("b", n_workers, lock=False)
     setup = WorkerSetup(
         candles, symbol, costs or CostModel(), units, initial_balance, periods_per_year,
-        key if key != "cpu" else "cpu", threads_per_worker, acquire,
+        key if key != "cpu" else "cpu", threads_per_worker, acquire, window,
     )  # fmt: skip
     started = time.perf_counter()
     pending: deque[int] = deque(range(len(refs)))
@@ -219,6 +242,11 @@ def compare_models(
 
     try:
         while pending or any(w is not None and w.job is not None for w in pool.values()):
+            if cancel is not None and cancel.is_set():
+                for w in pool.values():
+                    if w is not None and w.job is not None:
+                        kill(w, "cancelled", "the comparison was cancelled")
+                raise CompareCancelledError("the comparison was cancelled; its workers were killed")
             for slot, idle in list(pool.items()):
                 if pending and (idle is None or idle.job is None):
                     w = idle or spawn(slot)
@@ -255,4 +283,4 @@ def compare_models(
             if left is not None:
                 _stop(left)
     ordered = [outcomes[i] for i in range(len(refs))]
-    return CompareResult(_rank(ordered), key, n_workers, time.perf_counter() - started)
+    return CompareResult(_rank(ordered, window), key, n_workers, time.perf_counter() - started)

@@ -4,7 +4,9 @@ A worker is a fresh interpreter: it caps its BLAS/OpenMP/torch threads, then ser
 from its own pipe until told to stop. Per job it takes the device's semaphore (with a
 timeout), loads the model, computes its features over the data, predicts every bar in one
 batched call, trades the signs in the backtest simulation, frees the model (and the CUDA
-cache) and answers on its own pipe. Pipes are per worker, never shared: a worker killed
+cache) and answers on its own pipe. With a window plan (``WorkerSetup.window``: a training
+cycle judging its challengers) a job instead scores one model on that window
+(:func:`forexd.rl.window_eval.score_on_window`). Pipes are per worker, never shared: a worker killed
 mid-write can then not leave a lock held that other workers need.
 """
 
@@ -18,14 +20,18 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from forexd.brokers.ledger import CostModel
 from forexd.models.trainconfig import Candles
 
+if TYPE_CHECKING:
+    from forexd.rl.window_eval import WindowPlan
+
 DEFAULT_LOADER = "forexd.rl.compare_worker:load_artifact"
+DEFAULT_REFIT = "forexd.rl.window_eval:refit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +43,17 @@ class ModelRef:
         path: its artifact file.
         loader: ``module:function`` the worker calls as ``loader(path, device)`` to get a
             ``TrainedModel``; the default loads a forexd artifact (tests pass their own).
+        config: window jobs only: a challenger's training configuration; the worker
+            refits it on the bars before the window instead of loading ``path``.
+        refit: ``module:function`` called as ``refit(config, x, setup)`` for that refit
+            (tests pass one that hangs).
     """
 
     name: str
     path: str | None
     loader: str = DEFAULT_LOADER
+    config: Any = None
+    refit: str = DEFAULT_REFIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,7 @@ class WorkerSetup:
     device: str
     threads: int
     acquire_timeout_s: float
+    window: WindowPlan | None = None
 
 
 def load_artifact(path: str, device: str) -> Any:
@@ -66,7 +79,8 @@ def load_artifact(path: str, device: str) -> Any:
     return load_model(Path(path), device=device, n_jobs=1)
 
 
-def _loader(spec: str) -> Any:
+def load_function(spec: str) -> Any:
+    """The function named ``module:function`` (the worker's hooks are named, not pickled)."""
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -77,7 +91,7 @@ def evaluate(ref: ModelRef, setup: WorkerSetup) -> dict[str, Any]:
     from forexd.rl.sim import BarSim, model_signs, simulate_signs
 
     started = time.perf_counter()
-    model = _loader(ref.loader)(ref.path, setup.device)
+    model = load_function(ref.loader)(ref.path, setup.device)
     meta = model.metadata
     features = FeatureSpec(**meta["features"])
     c = setup.candles
@@ -115,13 +129,13 @@ def evaluate(ref: ModelRef, setup: WorkerSetup) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
     }
     del model
-    memory = _free_device_memory(setup.device)
+    memory = free_device_memory(setup.device)
     if memory is not None:
         out["cuda_memory"] = memory
     return out
 
 
-def _free_device_memory(device: str) -> dict[str, Any] | None:
+def free_device_memory(device: str) -> dict[str, Any] | None:
     """Drop the model's memory; on a GPU, say what the CUDA cache held and what it freed."""
     gc.collect()
     torch = sys.modules.get("torch")
@@ -150,10 +164,13 @@ def _cap_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _warm_imports() -> None:
+def _warm_imports(window: WindowPlan | None) -> None:
     """Import what every evaluation needs before the first job: a worker's start-up then
     does not count against a model's evaluation timeout."""
-    for name in ("forexd.features", "forexd.models.artifacts", "forexd.rl.sim", "skops.io"):
+    names = ["forexd.features", "forexd.models.artifacts", "forexd.rl.sim", "skops.io"]
+    if window is not None:  # a cycle's window: challengers are refitted here
+        names += ["forexd.rl.window_eval", "forexd.models.fit", "forexd.strategies.ml_params"]
+    for name in names:
         importlib.import_module(name)
 
 
@@ -166,7 +183,12 @@ def worker_main(
     evaluation timeout starts then), and ``("done", index, status, payload)``.
     """
     _cap_threads(setup.threads)
-    _warm_imports()
+    _warm_imports(setup.window)
+    score = evaluate
+    if setup.window is not None:
+        from forexd.rl.window_eval import score_on_window
+
+        score = score_on_window
     while True:
         job = jobs.recv()
         if job is None:
@@ -179,7 +201,7 @@ def worker_main(
         held[slot] = 1  # the parent releases for us if it has to kill us from here on
         results.send(("acquired", index))
         try:
-            payload: Any = evaluate(ref, setup)
+            payload: Any = score(ref, setup)
             status = "ok"
         except Exception as exc:  # reported per model; the other models carry on
             status = "error"

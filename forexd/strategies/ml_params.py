@@ -15,6 +15,11 @@ from forexd.models.errors import RL_INSTALL_HINT, TORCH_INSTALL_HINT
 from forexd.models.trainconfig import TrainConfig
 from forexd.strategies.base import ProtectionParams
 
+MAX_CHALLENGERS = 16
+"""Most challengers one cycle trains (a guess: each is a full walk-forward; beyond a dozen
+seeds the best score mostly measures the luck of the draw on one window)."""
+MAX_SEED = 2**32 - 1  # TrainConfig.seed's bound (numpy seeds are 32-bit)
+
 
 class MlParams(TrainConfig, ProtectionParams):
     """Parameters of :class:`~forexd.strategies.ml.MlStrategy`.
@@ -25,6 +30,8 @@ class MlParams(TrainConfig, ProtectionParams):
         exit_threshold: an open position is kept while its side's probability is at least
             this (at most ``entry_threshold``).
         units: position size in base units.
+        challengers: challengers trained per cycle (seeds ``seed``, ``seed + 1``, ...),
+            judged together on the latest window; the best may be promoted.
         stop_atr, take_profit_atr, trailing: protective exits (:class:`ProtectionParams`).
     """
 
@@ -39,6 +46,13 @@ class MlParams(TrainConfig, ProtectionParams):
     device: str = Field(
         "auto", description="torch models: auto (CUDA when present), cpu, cuda or cuda:N"
     )
+    challengers: int = Field(
+        1,
+        ge=1,
+        le=MAX_CHALLENGERS,
+        description="challengers trained per cycle, seeds seed, seed+1, ...; the best may be "
+        "promoted",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MlParams:
@@ -51,4 +65,9 @@ class MlParams(TrainConfig, ProtectionParams):
             raise ValueError(f"model.kind = {self.model.kind} needs PyTorch; {TORCH_INSTALL_HINT}")
         if self.model.is_rl and importlib.util.find_spec("sb3_contrib") is None:  # issue 14
             raise ValueError(f"model.kind = {self.model.kind} needs sb3-contrib; {RL_INSTALL_HINT}")
+        if self.seed + self.challengers - 1 > MAX_SEED:
+            raise ValueError(
+                f"challengers = {self.challengers} from seed = {self.seed} would use seeds up "
+                f"to {self.seed + self.challengers - 1}, above {MAX_SEED}; lower seed"
+            )
         return self
