@@ -187,3 +187,35 @@ async def test_a_full_symbol_semaphore_gives_a_typed_timeout_and_runs_nothing() 
             release.set()
     assert [] == ran
     assert 0 == pool.stats().waiting_symbols
+
+
+async def test_jobs_started_under_a_held_symbol_slot_share_it_and_run_in_parallel() -> None:
+    """One symbol's cycle (K challengers) holds one slot; the jobs it starts run side by
+    side in it, while another symbol's job still waits for a slot of its own."""
+    pool = ComputePool(train_workers=2, max_concurrent_symbols=1)
+    barrier = threading.Barrier(2, timeout=10)  # breaks unless both jobs are in at once
+    ran: list[str] = []
+    trained, finish = anyio.Event(), anyio.Event()
+
+    def job() -> None:
+        barrier.wait()
+        ran.append("challenger")
+
+    async def cycle() -> None:
+        async with pool.symbol_slot(timeout_s=5):
+            async with anyio.create_task_group() as jobs:
+                for _ in range(2):
+                    jobs.start_soon(partial(pool.run, job, timeout_s=20, wait_timeout_s=5))
+            trained.set()
+            await finish.wait()  # still holding the slot
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cycle)
+            await trained.wait()
+            with pytest.raises(SymbolWaitTimeoutError):  # this task holds no slot
+                await pool.run(lambda: ran.append("other"), timeout_s=20, wait_timeout_s=0.05)
+            finish.set()
+    assert ["challenger", "challenger"] == ran
+    await pool.run(lambda: ran.append("other"), timeout_s=20, wait_timeout_s=1)
+    assert "other" == ran[-1]

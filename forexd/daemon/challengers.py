@@ -9,9 +9,10 @@ on the event loop or in a thread blocks or cannot be stopped. So with K > 1:
 
 1. **Training**: K jobs in the compute pool, one per seed ``seed .. seed + K - 1``
    (``ModelTrainer._train_challenger`` each), in one task group. The pool bounds them
-   (worker tokens, symbol slots, GPU slots, every wait with a timeout); the cycle keeps at
-   most ``min(train_workers, max_concurrent_symbols)`` of its jobs in the pool at once so
-   its own jobs never queue there long enough to hit the pool's wait timeout. The jobs get
+   (worker tokens, GPU slots, every wait with a timeout); the cycle holds one symbol slot
+   for all of them (the slot is re-entrant for the jobs it starts) and keeps at most
+   ``train_workers`` of its jobs in the pool at once so its own jobs never queue there
+   long enough to hit the pool's wait timeout. The jobs get
    no champion, so nothing is judged inside them. A job that fails or times out is
    reported and the others go on; if every job fails, the cycle fails with the first
    job's error, as a one-challenger cycle would.
@@ -356,23 +357,24 @@ async def train_and_judge(
         judging's wait timeouts; StorageError from a registration (the artifacts of the
         challengers left unregistered are deleted, on cancellation too).
     """
-    budget = ctx.budget
-    parallel = min(budget.train_workers, budget.max_concurrent_symbols)
     trained = [Trained(p.seed, p) for p in challenger_params(params)]
     registered: set[str] = set()
     try:
-        await train_challengers(
-            train_one, handle, trained, parallel=parallel, timeout_s=params.train_timeout_s,
-            log=log,
-        )  # fmt: skip
-        done = [t for t in trained if t.record is not None]
-        if not done:  # as a one-challenger cycle whose job failed
-            raise trained[0].exc or ForexdError("no challenger was trained")
-        handle.phase("evaluating")
-        path = None
-        if champion is not None:
-            path = str(registry.artifact_path(symbol, champion.model_id))
-        verdict = await judge(ctx, symbol, times, done, champion, path, params, device)
+        # One symbol in the heavy phase: the slot is re-entrant for the jobs started under
+        # it (ComputePool.symbol_slot), so the K jobs share it and the worker tokens.
+        async with ctx.pool.symbol_slot(timeout_s=params.train_timeout_s):
+            await train_challengers(
+                train_one, handle, trained, parallel=ctx.budget.train_workers,
+                timeout_s=params.train_timeout_s, log=log,
+            )  # fmt: skip
+            done = [t for t in trained if t.record is not None]
+            if not done:  # as a one-challenger cycle whose job failed
+                raise trained[0].exc or ForexdError("no challenger was trained")
+            handle.phase("evaluating")
+            path = None
+            if champion is not None:
+                path = str(registry.artifact_path(symbol, champion.model_id))
+            verdict = await judge(ctx, symbol, times, done, champion, path, params, device)
         for t in done:
             assert t.record is not None
             comparison = {"comparison": verdict.comparisons[t.model_id]}

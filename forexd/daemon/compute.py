@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -28,6 +29,9 @@ from forexd.models.device import device_key
 T = TypeVar("T")
 Executor = Literal["threads", "processes"]
 JOBS_PER_GPU = 1  # CUDA contexts from several threads on one GPU: one at a time by default
+
+_SLOT_HOLDERS: ContextVar[frozenset[int]] = ContextVar("forexd_symbol_slots", default=frozenset())
+"""The pools (``id``) whose symbol slot the current task, or a task it started, holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +113,18 @@ class ComputePool:
     async def symbol_slot(self, *, timeout_s: float) -> AsyncIterator[None]:
         """Hold one of ``max_concurrent_symbols`` slots, waiting at most ``timeout_s``.
 
+        Re-entrant per task tree: a task that holds a slot, and the tasks it starts while
+        holding it, pass through without taking another (one symbol's cycle with K
+        challengers is one symbol in the heavy phase, whose K jobs then share the
+        ``train_workers`` tokens).
+
         Raises:
             SymbolWaitTimeoutError: every slot stayed busy for ``timeout_s``.
         """
+        holders = _SLOT_HOLDERS.get()
+        if id(self) in holders:
+            yield
+            return
         try:
             with anyio.fail_after(timeout_s):
                 await self.symbols.acquire()
@@ -120,9 +133,11 @@ class ComputePool:
                 f"waited {timeout_s} s for one of {self._max_symbols} symbol slot(s) "
                 "(compute.max_concurrent_symbols); other symbols' jobs hold them all"
             ) from None
+        token = _SLOT_HOLDERS.set(holders | {id(self)})
         try:
             yield
         finally:
+            _SLOT_HOLDERS.reset(token)
             self.symbols.release()
 
     async def run(
