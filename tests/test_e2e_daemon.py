@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,12 @@ def test_daemon_trades_reports_status_and_exits_cleanly_on_sigterm(
 ) -> None:
     """A replay through the daemon trades, shows in ctl status, persists, stops on SIGTERM."""
     data = short_tmp / "data"
+    launched = time.time()
     d = daemon_factory(data, _config(short_tmp))
-    d.wait_for("ready")
+    ready = d.wait_for("ready")
+    # since_exec_s counts the imports too (the process's own start), startup_s does not.
+    # (/proc counts in 10 ms ticks: allow two)
+    assert 0 < ready["startup_s"] < ready["since_exec_s"] <= time.time() - launched + 0.02
     d.wait_for("feed_exhausted", symbol="EURUSD")
     status = d.status()
     assert "running" == status["state"]
