@@ -30,6 +30,7 @@ from tests.daemon_proc import DaemonProc, write_config
 ACCOUNT = "paper"
 NOW = 1_718_200_800 * 1_000_000_000  # 2024-06-12T14:00:00Z
 BURST = 500
+STREAM_S = 0.3
 
 PACED = """
 [feed]
@@ -137,6 +138,20 @@ async def test_a_burst_of_changes_is_coalesced_and_the_file_ends_equal_to_the_st
     assert running.rt.writes - written < BURST // 10
     assert running.rt.gate is not None
     assert running.rt.gate.snapshot() == await running.read()
+
+
+async def test_a_stream_of_changes_is_written_at_most_once_per_gap(running: Running) -> None:
+    """Equity moving at every loop turn for 0.3 s: writes are paced by MIN_WRITE_GAP_S."""
+    written = running.rt.writes
+    started = anyio.current_time()
+    i = 0
+    while anyio.current_time() - started < STREAM_S:
+        i += 1
+        running.rt.observe_equity(100_000.0 + i, NOW + i)
+        await anyio.lowlevel.checkpoint()
+    await running.rt.wait_written()
+    assert i > 100  # a stream, not a handful of changes
+    assert running.rt.writes - written <= STREAM_S / riskruntime.MIN_WRITE_GAP_S + 2
 
 
 async def test_changes_during_a_write_cause_exactly_one_more_write(running: Running) -> None:

@@ -12,9 +12,16 @@ Persistence is on change, coalesced (DESIGN.md "Storage order and cost"). Every 
 state dirty and wakes the persister task (:meth:`RiskRuntime.persist_loop`); it takes a
 snapshot and writes it atomically under the file's portable lock, from a worker thread, so
 file locks and fsync never run on the event loop. Changes made while a write is in flight
-wake it once more: a burst of N changes costs one write in flight plus at most one after it,
-and the last write always holds the last state. There is no timer (the runtime polled every
-0.2 s until issue 9): a change reaches the disk as soon as the previous write is done.
+wake it once more: a burst of N changes costs the write in flight plus one after it, and
+the last write always holds the last state.
+
+There is no polling timer (until issue 9 the runtime looked every 0.2 s): a change after a
+quiet spell is written at once. Only a *stream* of changes is paced: the persister starts
+at most one write per :data:`MIN_WRITE_GAP_S`. Without that, a replay at speed, where every
+bar moves the equity, rewrote the file after nearly every bar (measured: ~60 writes/s at
+100 bars/s for one symbol, against ~4/s with the old timer), each ~0.5 ms of CPU under the
+GIL in a worker thread — loop lag and a busy disk for no safety gain. An operator's resume
+and the shutdown's final write do not wait for the pace.
 
 The file is never ahead of the fills table: before writing a snapshot that counts fills the
 last write did not, the persister waits until the storage writer has committed every write
@@ -28,6 +35,7 @@ writer: nothing persists through a closed writer.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
@@ -41,6 +49,11 @@ from forexd.errors import RiskStateError
 from forexd.risk import Denial, Holding, RiskGate, RiskLimits, RiskState
 from forexd.storage.db import open_sync
 from forexd.storage.riskstate import RiskStateStore, ahead_of_database
+
+MIN_WRITE_GAP_S = 0.05
+"""Least time between the starts of two persister writes (guessed: 20 writes/s at most keeps
+a replay's stream of equity changes cheap; a crash loses at most this much, as the old
+0.2 s timer lost up to 0.2 s)."""
 
 
 async def _no_flush() -> None:
@@ -311,12 +324,18 @@ class RiskRuntime:
 
     async def persist_loop(self) -> None:
         """Persist every change as it happens, coalesced, until cancelled (see the module
-        note): wait for a change, write, repeat; changes during a write wake it once more."""
+        note): wait for a change, write, repeat; changes during a write wake it once more,
+        and a stream of changes is written at most once per :data:`MIN_WRITE_GAP_S`."""
         if self.dirty:
             self._dirty.set()
+        last_start = -math.inf
         while True:
             await self._dirty.wait()
+            pace = last_start + MIN_WRITE_GAP_S - anyio.current_time()
+            if pace > 0:  # a stream of changes: not a poll, a change is already pending
+                await anyio.sleep(pace)
             self._dirty = anyio.Event()  # changes from here on wake the next round
+            last_start = anyio.current_time()
             await self.persist()
 
     def update_limits(self, limits: RiskLimits) -> None:
