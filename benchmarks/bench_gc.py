@@ -43,11 +43,13 @@ class GcPauses:
     """Every cyclic-GC pass while installed: generation, wall time, objects collected.
 
     ``summary()`` gives, per generation, the passes, p50/max/total milliseconds and the
-    objects collected.
+    objects collected; ``overlaps()`` tells whether a pass ran during a given interval
+    (was a late loop wake-up a collection?).
     """
 
     def __init__(self) -> None:
         self.passes: list[tuple[int, float, int]] = []  # (generation, ms, collected)
+        self.spans: list[tuple[float, float, int]] = []  # (start, end, generation), perf_counter
         self._started = 0.0
 
     def __enter__(self) -> GcPauses:
@@ -61,8 +63,13 @@ class GcPauses:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            ms = (time.perf_counter() - self._started) * 1000
-            self.passes.append((info["generation"], ms, info["collected"]))
+            end, gen = time.perf_counter(), info["generation"]
+            self.passes.append((gen, (end - self._started) * 1000, info["collected"]))
+            self.spans.append((self._started, end, gen))
+
+    def overlaps(self, start: float, end: float, min_generation: int = 0) -> bool:
+        """Whether a pass of ``min_generation`` or older ran during ``[start, end]``."""
+        return any(s < end and e > start and g >= min_generation for s, e, g in self.spans)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per generation: passes, p50/max/total ms, objects collected."""

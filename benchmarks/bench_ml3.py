@@ -12,14 +12,23 @@ baseline), CYCLES per symbol, CAP_S a wall-clock cap, EXECUTOR ``threads``/``pro
 GC_POLICY ``daemon`` (as shipped) or a :mod:`benchmarks.bench_gc` policy (``legacy``,
 ``2:never``...), PREIMPORT ``preimport`` to load sklearn and skops before the supervisor's
 start-up freeze (a what-if).
+
+Diagnostics: ``cpu_s_by_thread`` (who competes with the loop), ``late_over_5ms_while_training``
+(how many late wake-ups a gc pass overlapped), ``p99_ms_not_training`` (the same run's floor
+without training). Environment: ``BENCH_SLOW_CALLBACK_MS=N`` turns on asyncio debug and
+reports loop steps slower than N ms; ``BENCH_RESERVE_CPUS=N`` sets ``compute.reserve_cpus``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import os
+import re
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,9 @@ from typing import Any
 from benchmarks.bench_gc import GcPauses, apply_policy
 
 ML3_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
+SLOW_CALLBACK_MS = float(os.environ.get("BENCH_SLOW_CALLBACK_MS", "0"))  # 0: no loop debug
+RESERVE_CPUS = os.environ.get("BENCH_RESERVE_CPUS")  # unset: the default budget
+LATE_S = 0.005  # the target: a wake-up later than this is explained (gc or not)
 RF = {"kind": "random_forest", "hyperparameters": {"n_estimators": 100, "max_depth": 8}}
 
 
@@ -73,6 +85,8 @@ def part_ml3(
         settings.feed.speed = 6000  # 100 M1 bars per second per symbol
         settings.feed.start = "2017-03-01"
         settings.compute.executor = executor  # type: ignore[assignment]
+        if RESERVE_CPUS is not None:  # what-if: CPUs kept for the event loop
+            settings.compute.reserve_cpus = int(RESERVE_CPUS)
         settings.symbols = [  # type: ignore[assignment]
             {"symbol": s, "strategy": "ml", "params": params, "data": str(histdata_file(s))}
             for s in ML3_SYMBOLS
@@ -82,6 +96,7 @@ def part_ml3(
         )
         daemon = Daemon(settings, resolve_paths(settings))
         tagged: list[tuple[float, bool]] = []
+        late: list[tuple[float, float]] = []  # (start, end) of each late part > 5 ms, training
 
         def training() -> bool:
             return any(a.training.running for a in daemon.actors.values())
@@ -89,7 +104,11 @@ def part_ml3(
         class Tap(deque[float]):
             def append(self, lag_s: float) -> None:
                 super().append(lag_s)
-                tagged.append((lag_s * 1000, training()))
+                busy = training()
+                tagged.append((lag_s * 1000, busy))
+                if busy and lag_s > LATE_S:
+                    now = time.perf_counter()
+                    late.append((now - lag_s, now))
 
         daemon.lag._samples = Tap(maxlen=6000)
 
@@ -101,28 +120,41 @@ def part_ml3(
                 out.append(int(stats.get("cycles", 0)) - (1 if a.training.running else 0))
             return out
 
+        thread_cpu: dict[str, float] = {}
+        slow: dict[str, list[float]] = {}
+
         async def main() -> None:
+            if SLOW_CALLBACK_MS:  # asyncio debug: log every loop step slower than this
+                loop = asyncio.get_running_loop()
+                loop.set_debug(True)
+                loop.slow_callback_duration = SLOW_CALLBACK_MS / 1000
+                logging.getLogger("asyncio").addHandler(_SlowSteps(slow))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(daemon.run)
                 with anyio.move_on_after(cap_s):
                     # No event per finished cycle: poll twice a second (the bench, not the daemon).
                     while len(daemon.actors) < 3 or min(done_cycles()) < cycles:  # noqa: ASYNC110
                         await anyio.sleep(0.5)
+                thread_cpu.update(_cpu_by_thread())
                 daemon.request_stop("benchmark done")
 
         started = time.perf_counter()
-        with GcPauses() as pauses:
+        pauses = GcPauses()
+        with pauses:
             anyio.run(main, backend="asyncio", backend_options=event_loop_options())
         wall = time.perf_counter() - started
         finished = done_cycles()
+        risk_writes = getattr(daemon.risk, "writes", None)  # None: a tree before issue 9
         heap = {"tracked_objects": len(gc.get_objects()), "frozen_objects": gc.get_freeze_count()}
     import numpy as np
 
     during = np.array([v for v, t in tagged if t]) if any(t for _, t in tagged) else np.zeros(1)
     p50, p99 = np.percentile(during, [50, 99])
+    idle = [v for v, t in tagged if not t] or [0.0]
     return {
         "predictions": "worker thread" if off_loop else "on the loop",
         "executor": executor,
+        "reserve_cpus": RESERVE_CPUS,
         "gc_policy": gc_policy,
         "training_stack_preimported": preimport,
         "symbols": len(ML3_SYMBOLS),
@@ -132,8 +164,50 @@ def part_ml3(
         "p50_ms": round(float(p50), 3),
         "p99_ms": round(float(p99), 3),
         "max_ms": round(float(during.max()), 3),
+        "p99_ms_not_training": round(float(np.percentile(idle, 99)), 3),
         "meets_target_p99_5ms": bool(p99 < 5),
         "gc_pauses": pauses.summary(),
+        "cpu_s_by_thread": dict(sorted(thread_cpu.items(), key=lambda kv: -kv[1])[:8]),
+        "slow_loop_steps": dict(sorted(slow.items(), key=lambda kv: -kv[1][1])[:8]),
+        "late_over_5ms_while_training": {
+            "samples": len(late),
+            "during_a_full_gc_pass": sum(pauses.overlaps(a, b, 2) for a, b in late),
+            "during_any_gc_pass": sum(pauses.overlaps(a, b) for a, b in late),
+        },
         "gc_heap_at_end": heap,
+        "risk_state_writes": risk_writes,
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def _cpu_by_thread() -> dict[str, float]:
+    """CPU seconds (user + system) of each OS thread so far, by Python thread name."""
+    import psutil
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for t in psutil.Process().threads():
+        name = re.sub(r"\d+", "N", names.get(t.id, "native (BLAS/OpenMP/uvloop)"))
+        out[name] = out.get(name, 0.0) + t.user_time + t.system_time
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+class _SlowSteps(logging.Handler):
+    """Counts asyncio's "Executing <step> took N seconds" warnings (debug mode) by step.
+
+    ``counts[step]`` is ``[how many, longest seconds]``.
+    """
+
+    def __init__(self, counts: dict[str, list[float]]) -> None:
+        super().__init__()
+        self.counts = counts
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        took = re.search(r" took (\d+\.\d+) seconds", message)
+        if took is not None:
+            step = message.split(" took")[0]
+            step = re.sub(r" at 0x[0-9a-f]+|coro=<.*running at |created at .*", "", step)
+            entry = self.counts.setdefault(step[:140], [0, 0.0])
+            entry[0] += 1
+            entry[1] = max(entry[1], float(took.group(1)))

@@ -13,24 +13,26 @@ and ``malloc_trim(0)`` goes last (it can only return pages that everything above
 Hooks touch torch and matplotlib only if something else already imported them: cleanup
 must never be what loads a heavy library or initialises CUDA.
 
-The collector, and why it no longer costs the loop ~130 ms per cycle
----------------------------------------------------------------------
+The collector, and why it no longer costs the loop ~2 x 130 ms per cycle
+------------------------------------------------------------------------
 A collection holds the GIL from whichever thread runs it, for as long as it scans, so
 every millisecond of a pass is a millisecond of event-loop lag. The cleanup used to run
 ``gc.collect()`` twice per cycle. Measured inside the three-ML-symbol benchmark
 (``benchmarks/bench_training.py --part ml3``, gc callbacks timing each pass): a full pass
 took ~130 ms although the supervisor ``gc.freeze()``-s everything alive at start-up. The
 cost was not garbage (the second pass collected nothing and took as long) but the ~2,000
-modules the *first training cycle* imports lazily (sklearn, scipy, torch, joblib): ~120,000
-module-level functions, types and dicts the start-up freeze never saw, each visited on
-every full pass (``--part gcpause`` times a pass on a heap like that directly).
+modules the *first training cycle* imports lazily (sklearn, scipy, joblib, and torch, which
+the skops artifact format pulls in): ~220,000 tracked functions, types, dicts and cells
+the start-up freeze never saw, each visited on every full pass
+(``benchmarks/bench_gc.py`` times a pass on a heap like that directly: ~100 ms).
 
 Options weighed (figures in docs/benchmarks.md):
 
 - ``gc.collect(1)`` (young generations only) after a cycle, full passes left to Python's
   thresholds: cheap per cycle, but a cycle runs for seconds, so its garbage has been
-  promoted to the oldest generation by the time it ends and a young pass frees little;
-  the threshold-triggered full passes then cost the same ~130 ms, only at unknown times.
+  promoted to the oldest generation by the time it ends, and a young pass freed none of
+  it (``bench_gc.py``); the threshold-triggered full passes then cost the same ~130 ms,
+  only at unknown times, and the memory waits for them.
 - ``gc.set_threshold`` tuning: changes how often a full pass runs, never what one costs.
 - ``gc.freeze()`` after every cycle: full passes become cheap, but every object alive at
   that moment leaves the collector's sight for good, and the daemon drops long-lived
@@ -46,8 +48,15 @@ Options weighed (figures in docs/benchmarks.md):
   found nothing in the measurements; anything a finaliser leaves is taken by the next
   pass (Python's thresholds or the next cycle).
 
-The cost that remains is the part of the heap created after the last freeze (runtime
-state, caches), reported per cycle as ``gc_pause_ms``.
+What it costs: a steady-state pass scans only what was created since the freeze (runtime
+state, caches): 0.2 ms in ``bench_gc.py``, a few ms in the ml3 daemon, reported per cycle
+as ``gc_pause_ms``. What remains slow happens once per process: the first cycle's own
+full pass before its freeze, and any full pass Python's thresholds start during that first
+cycle (importing the training stack before the supervisor's start-up freeze would remove
+those too). What is given up: objects alive at a freeze that later become unreachable
+*cycles* are never collected (objects freed by reference counting are freed as usual) —
+as with the supervisor's start-up freeze, a one-time snapshot, not a growing one; a later
+cycle that imports more (a reload to another model kind) adds one more snapshot.
 """
 
 from __future__ import annotations
@@ -101,10 +110,13 @@ class GcPass:
 class GcPolicy:
     """The collector's part of the cleanup; see "The collector" in the module note.
 
+    Raises:
+        ValueError: ``generation`` is not 0, 1 or 2, or ``freeze`` is not a known rule.
+
     Args:
         generation: oldest generation collected after a cycle (2 = full pass; 0 or 1
             collect only the young generations and leave full passes to Python's
-            thresholds; ``bench_training.py --part gcpause`` compares them).
+            thresholds; ``benchmarks/bench_gc.py`` compares the policies).
         freeze: when to ``gc.freeze()`` after the collection: ``"new_modules"`` (the
             default: only when ``sys.modules`` grew since the last freeze), ``"always"``
             or ``"never"``.
