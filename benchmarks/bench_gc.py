@@ -16,11 +16,13 @@ cycle's cyclic garbage the policy released (100 = the memory promise kept at onc
 
 Policies: ``legacy`` (the old two full passes), ``G:F`` with G the generation collected and
 F the freeze rule of :class:`forexd.daemon.cleanup.GcPolicy` (``2:new_modules`` is the
-daemon's). Usage: ``python benchmarks/bench_gc.py [POLICY ...]`` prints one JSON object.
+daemon's). Usage: ``python benchmarks/bench_gc.py [--quick] [POLICY ...]`` prints one JSON
+object (``--quick``: only the old policy and the daemon's).
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import subprocess
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 HERE = Path(__file__).resolve()
 POLICIES = ("legacy", "2:never", "1:never", "2:always", "2:new_modules")
+QUICK_POLICIES = ("legacy", "2:new_modules")
 # Reference cycles left per training cycle: a full pass in the ml3 daemon collected 86-210
 # objects per cycle; 1,000 two-object cycles is a generous margin above that.
 GARBAGE_CYCLES = 1_000
@@ -174,12 +177,17 @@ def part_policy(spec: str) -> dict[str, Any]:
 
 def main() -> None:
     """Run each policy in its own interpreter (a freeze cannot be taken back cleanly)."""
-    args = sys.argv[1:]
-    if args[:1] == ["--one"]:
-        print(json.dumps(part_policy(args[1])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("policies", nargs="*", help=f"policies to compare (default: {POLICIES})")
+    parser.add_argument("--quick", action="store_true", help="the old and the daemon's only")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(part_policy(args.one)))
         return
+    chosen = args.policies or (QUICK_POLICIES if args.quick else POLICIES)
     results = []
-    for spec in args or POLICIES:
+    for spec in chosen:
         out = subprocess.run(
             [sys.executable, str(HERE), "--one", spec],
             capture_output=True,

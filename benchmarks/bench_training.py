@@ -12,7 +12,7 @@ Prints JSON with, for the machine it runs on:
     with uncapped BLAS; wall time, ratio and peak OS threads. Each variant runs in its own
     subprocess so thread caps cannot leak from one into the other.
 (d) event-loop lag of a real in-process daemon while THREE ``ml`` symbols retrain
-    (:mod:`benchmarks.bench_ml3`, which lists its options); once with forest predictions
+    (:mod:`benchmarks.ml3`, which lists its options); once with forest predictions
     in a worker thread (the daemon's path), once forced onto the loop (the baseline).
     Target p99 < 5 ms.
 (c) RSS over 30 consecutive real training cycles (``ModelTrainer.train_cycle``: store read,
@@ -290,7 +290,7 @@ def main() -> None:
             switch = float(rest[0]) if rest and rest[0] != "default" else None
             res = part_lag(switch, int(rest[1]) if len(rest) > 1 else None)
         elif name == "ml3":
-            from benchmarks.bench_ml3 import part_ml3
+            from benchmarks.ml3 import part_ml3
 
             res = part_ml3(
                 rest[0] == "thread",
