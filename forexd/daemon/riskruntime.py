@@ -293,6 +293,8 @@ class RiskRuntime:
                 await self._flush()
             await anyio.to_thread.run_sync(self.store.update, lambda _old: snapshot)
             self._wrote(changes, snapshot.fills_applied_seq)
+            done, self._write_done = self._write_done, anyio.Event()
+            done.set()  # on the loop: wake wait_written()
 
     def persist_now(self) -> None:
         """Write the state if it changed (blocking). Only where no fills are queued and no
@@ -308,11 +310,10 @@ class RiskRuntime:
         self._wrote(changes, snapshot.fills_applied_seq)
 
     def _wrote(self, changes: int, fills_seq: int) -> None:
+        # Counters only: persist_now runs in a worker thread, where no anyio event is set.
         self._written = changes
         self._written_fills_seq = fills_seq
         self.writes += 1
-        done, self._write_done = self._write_done, anyio.Event()
-        done.set()
 
     async def wait_written(self) -> None:
         """Return once every change made before this call is on disk (by the persister)."""
