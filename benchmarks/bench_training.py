@@ -11,11 +11,10 @@ Prints JSON with, for the machine it runs on:
     BLAS/OpenMP capped at ``blas_threads``) versus a naive ``ThreadPoolExecutor(os.cpu_count())``
     with uncapped BLAS; wall time, ratio and peak OS threads. Each variant runs in its own
     subprocess so thread caps cannot leak from one into the other.
-(d) event-loop lag of a real in-process daemon while THREE ``ml`` symbols (random forest,
-    2017 M1 HistData EURUSD/GBPUSD/USDJPY, replayed at 100 bars/s each) trade and retrain
-    back to back under the default budget: p50/p99/max over the lag samples taken while at
-    least one symbol was in a training cycle; once with forest predictions in a worker
-    thread (the daemon's path), once forced onto the loop (the baseline). Target p99 < 5 ms.
+(d) event-loop lag of a real in-process daemon while THREE ``ml`` symbols retrain
+    (:mod:`benchmarks.ml3`, which lists its options); once with forest predictions
+    in a worker thread (the daemon's path), once forced onto the loop (the baseline).
+    Target p99 < 5 ms.
 (c) RSS over 30 consecutive real training cycles (``ModelTrainer.train_cycle``: store read,
     walk-forward, fit, comparison, artifact, registry) with and without the cleanup hooks;
     growth from cycle 5 to cycle 30. One subprocess per variant.
@@ -267,98 +266,6 @@ def part_rss(cleanup: bool, cycles: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 
-# --------------------------------------------------------------------------- (d)
-
-ML3_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
-
-
-def part_ml3(off_loop: bool, cycles: int, cap_s: float) -> dict[str, Any]:
-    """Loop lag of an in-process daemon while three ML symbols retrain (see (d))."""
-    from collections import deque
-
-    import anyio
-
-    from benchmarks.common import histdata_file
-    from forexd.config import load_settings
-    from forexd.daemon.logsetup import configure_logging
-    from forexd.daemon.paths import resolve_paths
-    from forexd.daemon.runner import GIL_SWITCH_INTERVAL_S, event_loop_options
-    from forexd.daemon.supervisor import Daemon
-    from forexd.risk import RiskLimits
-    from forexd.strategies.ml import MlStrategy
-
-    if not off_loop:  # the baseline: every forest prediction on the loop
-        MlStrategy.predicts_off_loop = property(lambda self: False)  # type: ignore[method-assign,assignment]
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as `forexd run` does
-    configure_logging("warning", "json")
-    params = {
-        "lookback_candles": 2000,
-        "retrain_every_bars": 1000,
-        "walk_forward": {"n_folds": 3, "min_train_rows": 200},
-        "model": RF,
-    }
-    with tempfile.TemporaryDirectory(prefix="fxb-", dir="/tmp") as tmp:
-        settings = load_settings(None, data_dir=Path(tmp))
-        settings.feed.timeframe = "M1"
-        settings.feed.speed = 6000  # 100 M1 bars per second per symbol
-        settings.feed.start = "2017-03-01"
-        settings.symbols = [  # type: ignore[assignment]
-            {"symbol": s, "strategy": "ml", "params": params, "data": str(histdata_file(s))}
-            for s in ML3_SYMBOLS
-        ]
-        settings.risk = RiskLimits(
-            daily_loss_limit_usd=None, max_drawdown=None, max_orders_per_minute=None
-        )
-        daemon = Daemon(settings, resolve_paths(settings))
-        tagged: list[tuple[float, bool]] = []
-
-        def training() -> bool:
-            return any(a.training for a in daemon.actors.values())
-
-        class Tap(deque[float]):
-            def append(self, lag_s: float) -> None:
-                super().append(lag_s)
-                tagged.append((lag_s * 1000, training()))
-
-        daemon.lag._samples = Tap(maxlen=6000)
-
-        def done_cycles() -> list[int]:
-            out = []
-            for a in daemon.actors.values():
-                stats = a.trainable.training_stats() if a.trainable is not None else {}
-                out.append(int(stats.get("cycles", 0)) - (1 if a.training else 0))
-            return out
-
-        async def main() -> None:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(daemon.run)
-                with anyio.move_on_after(cap_s):
-                    # No event per finished cycle: poll twice a second (the bench, not the daemon).
-                    while len(daemon.actors) < 3 or min(done_cycles()) < cycles:  # noqa: ASYNC110
-                        await anyio.sleep(0.5)
-                daemon.request_stop("benchmark done")
-
-        started = time.perf_counter()
-        anyio.run(main, backend="asyncio", backend_options=event_loop_options())
-        wall = time.perf_counter() - started
-        finished = done_cycles()
-    import numpy as np
-
-    during = np.array([v for v, t in tagged if t]) if any(t for _, t in tagged) else np.zeros(1)
-    p50, p99 = np.percentile(during, [50, 99])
-    return {
-        "predictions": "worker thread" if off_loop else "on the loop",
-        "symbols": len(ML3_SYMBOLS),
-        "cycles_finished_per_symbol": finished,
-        "wall_s": round(wall, 1),
-        "samples_while_training": int(sum(1 for _, t in tagged if t)),
-        "p50_ms": round(float(p50), 3),
-        "p99_ms": round(float(p99), 3),
-        "max_ms": round(float(during.max()), 3),
-        "meets_target_p99_5ms": bool(p99 < 5),
-    }
-
-
 def _sub(*args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, str(HERE), "--part", *args],
@@ -383,7 +290,15 @@ def main() -> None:
             switch = float(rest[0]) if rest and rest[0] != "default" else None
             res = part_lag(switch, int(rest[1]) if len(rest) > 1 else None)
         elif name == "ml3":
-            res = part_ml3(rest[0] == "thread", int(rest[1]), float(rest[2]))
+            from benchmarks.ml3 import part_ml3
+
+            res = part_ml3(
+                rest[0] == "thread",
+                int(rest[1]),
+                float(rest[2]),
+                *rest[3:5],
+                preimport=rest[5:6] == ["preimport"],
+            )
         elif name == "throughput":
             res = part_throughput(rest[0], int(rest[1]))
         else:
