@@ -219,3 +219,24 @@ async def test_jobs_started_under_a_held_symbol_slot_share_it_and_run_in_paralle
     assert ["challenger", "challenger"] == ran
     await pool.run(lambda: ran.append("other"), timeout_s=20, wait_timeout_s=1)
     assert "other" == ran[-1]
+
+
+@pytest.mark.allow_blocking
+async def test_the_process_executor_pickles_jobs_and_results_off_the_event_loop() -> None:
+    """A champion out and a trained forest back are megabytes: neither is pickled nor
+    unpickled on the loop's thread (anyio would do both there)."""
+    import functools
+
+    from tests import _pickle_probe as probe
+
+    pool = ComputePool(train_workers=1, max_concurrent_symbols=1, executor="processes")
+    loop_thread = threading.current_thread().name
+    probe.SEEN.clear()
+    with anyio.fail_after(60):
+        back = await pool.run(
+            functools.partial(probe.echo, probe.Probe(b"x" * 1_000_000)), timeout_s=60
+        )
+    assert b"x" * 1_000_000 + b"!" == back.payload
+    here = [(what, thread) for what, _, thread in probe.SEEN]
+    assert {"pickled", "unpickled"} == {what for what, _ in here}, here
+    assert all(thread != loop_thread for _, thread in here), here

@@ -73,6 +73,11 @@ def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         assert finished["cycle_id"].startswith("EURUSD-")
         assert "gc" in finished["cleanup_hooks_run"], finished  # the cleanup report is logged
         assert finished["rss_after_cleanup_mb"] > 0
+        # The learning stack was imported before the start-up freeze, so the first cycle
+        # brought (almost) no new modules into the collector's scans and its one full
+        # pass was short (docs/benchmarks.md: ~130 ms when it had to scan them).
+        assert proc.wait_for("training_stack_preloaded")["modules"] > 500
+        assert finished["gc_pause_ms"] < 60, finished
         assert 0 == proc.wait(timeout=120)
     finally:
         proc.kill()

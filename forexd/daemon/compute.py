@@ -13,12 +13,13 @@ job's wait timeout (by default its run timeout), and a GPU is known by its norma
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import anyio
 import anyio.to_process
@@ -172,10 +173,15 @@ class ComputePool:
                     if self.executor == "processes":
                         # anyio's workers are fresh interpreters (spawn semantics: never a
                         # fork after CUDA), inherit the *_NUM_THREADS caps, and are killed
-                        # on cancellation, so a timed-out job really stops.
-                        result = await anyio.to_process.run_sync(
-                            fn, cancellable=True, limiter=self.limiter
+                        # on cancellation, so a timed-out job really stops. The job and its
+                        # result cross as bytes pickled in threads: anyio pickles and
+                        # unpickles on the event loop, and a champion or a trained forest
+                        # is megabytes (tens of ms of loop lag each way, benchmarks.md).
+                        payload = await anyio.to_thread.run_sync(_dumps, fn)
+                        data = await anyio.to_process.run_sync(
+                            _run_pickled, payload, cancellable=True, limiter=self.limiter
                         )
+                        result = cast("T", await anyio.to_thread.run_sync(pickle.loads, data))
                     else:
                         result = await anyio.to_thread.run_sync(
                             fn, limiter=self.limiter, abandon_on_cancel=True
@@ -202,3 +208,13 @@ class ComputePool:
             timed_out=self.timed_out,
             failed=self.failed,
         )
+
+
+def _dumps(obj: object) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _run_pickled(payload: bytes) -> bytes:
+    """In the worker process: unpickle the job, run it, pickle its result."""
+    fn = pickle.loads(payload)
+    return _dumps(fn())

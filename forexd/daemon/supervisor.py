@@ -66,6 +66,7 @@ from forexd.daemon.metrics import serve_metrics
 from forexd.daemon.offloop import run_abandonable
 from forexd.daemon.paths import DaemonPaths
 from forexd.daemon.pidlock import PidLock
+from forexd.daemon.preload import preload_training_stack
 from forexd.daemon.reconcile import reconcile
 from forexd.daemon.reload import apply_reload
 from forexd.daemon.restarts import RestartPolicy
@@ -81,6 +82,7 @@ from forexd.models.executor import JobExecutor
 from forexd.risk import Holding
 from forexd.storage.db import StorageWriter, open_sync
 from forexd.strategies import build_strategy
+from forexd.strategies.ml import MlStrategy
 
 if TYPE_CHECKING:
     import pandas as pd  # replay frames; pandas itself loads only when a replay is built
@@ -196,6 +198,7 @@ class Daemon:
         self.guard: Any = None  # daemon.brokerguard.BrokerGuard when trading on OANDA
         self._pidlock = PidLock(paths.pidfile)
         self.process = psutil.Process()
+        self.exec_at = time.time() - process_age_s(self.process)  # /proc: not on the loop
 
     # -- top level --------------------------------------------------------------------
 
@@ -281,6 +284,7 @@ class Daemon:
         )
         await tg.start(self.lag.run)
         tg.start_soon(self._sample_threads)
+        await self._preload_learning()
         await tg.start(self._actors_svc.run, partial(self._run_actors, deps))
         await tg.start(self._reloads_svc.run, self._run_reloads)
         handlers = register_handlers(self)
@@ -319,7 +323,7 @@ class Daemon:
             startup_s=round(self.ready_at - self.started_at, 3),
             # From the process's start, imports included (startup_s counts from the
             # Daemon object, after them): what an operator waits for.
-            since_exec_s=process_age_s(self.process),
+            since_exec_s=round(self.ready_at - self.exec_at, 3),
             symbols=list(self.actors),
             socket=str(self.paths.socket),
             hint=f"forexd ctl status --data-dir {self.paths.data_dir}",
@@ -343,6 +347,26 @@ class Daemon:
             self.executor = executor
             self.jobs.run_on(executor.backend, str(described.get("address", "")))
         log.info("compute_backend", **described)
+
+    async def _preload_learning(self) -> None:
+        """Import the learning stack of the configured ml symbols before any actor starts.
+
+        Before the actors: two threads importing sklearn at once (one symbol's restore,
+        another's first cycle) can fail with "partially initialized module" (its package
+        imports are circular), and before the start-up ``gc.freeze()``: imported later,
+        thousands of modules enter every full collection (docs/benchmarks.md).
+        """
+        specs = []
+        for sym in self.settings.active_symbols:
+            try:
+                strategy = build_strategy(sym.strategy, sym.params, where=sym.symbol)
+            except ForexdError:
+                continue  # start_actor reports it
+            if isinstance(strategy, MlStrategy):
+                specs.append(strategy.params.model)
+        if specs:
+            loaded = await run_abandonable(preload_training_stack, specs)
+            self.log.info("training_stack_preloaded", modules=loaded)
 
     def _present_policy(self, feed: Any) -> PresentPolicy:
         """Recorded feeds trade every bar they play; a live feed only the present."""
@@ -668,6 +692,6 @@ def process_age_s(process: psutil.Process) -> float:
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return round(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 3)
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):  # not Linux
-        return round(time.time() - process.create_time(), 3)
+        return time.time() - process.create_time()

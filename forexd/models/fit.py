@@ -51,7 +51,7 @@ def _labels(y: FloatArray, n_rows: int, kind: str) -> tuple[IntArray, IntArray]:
     return classes, index
 
 
-def _sklearn_estimator(spec: ModelSpec, n_jobs: int, seed: int) -> Any:
+def sklearn_estimator(spec: ModelSpec, n_jobs: int, seed: int) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -127,7 +127,7 @@ def _fit_sklearn(
     seed: int,
     feature_names: list[str] | None,
 ) -> SklearnModel:
-    estimator = _sklearn_estimator(spec, n_jobs, seed)
+    estimator = sklearn_estimator(spec, n_jobs, seed)
     started = time.perf_counter()
     p = spec.params
     if isinstance(p, HistGradientBoostingParams):
