@@ -113,9 +113,12 @@ async def test_oversized_and_handler_errors_are_answered(tmp_path: Path) -> None
         async with anyio.create_task_group() as tg:
             await tg.start(server.serve)
             big = await anyio.to_thread.run_sync(
-                _exchange, paths.socket, [b"x" * (MAX_REQUEST_BYTES + 10)]
+                _exchange,
+                paths.socket,
+                [b"x" * (MAX_REQUEST_BYTES + 10), b"y" * (3 * MAX_REQUEST_BYTES), b"{}"],
             )
-            assert "too_large" == big[0]["error"]["code"]
+            # each oversized line is answered and skipped; the next line is answered in turn
+            assert ["too_large", "too_large", "bad_version"] == [a["error"]["code"] for a in big]
             boom = await anyio.to_thread.run_sync(
                 _exchange, paths.socket, [b'{"v": 1, "cmd": "boom"}']
             )

@@ -6,7 +6,9 @@ Response: ``{"v": 1, "id": 7, "ok": true, "result": {...}}`` or
 
 A connection may send several requests. Garbage, oversized, too deeply nested or slow
 requests get an error response (or the connection is closed) and never reach a handler;
-the daemon carries on. Limits hold *before* parsing: a line is at most 64 KiB and its
+the daemon carries on. An oversized line is answered ``too_large`` and skipped, so the
+next line on the connection is answered in turn; one that does not end within 1 MiB
+closes the connection. Limits hold *before* parsing: a line is at most 64 KiB and its
 nesting depth is counted by a byte scan first, so ``json.loads`` never sees input that
 could exhaust the recursion limit (a 20,000-deep line once killed the daemon).
 
@@ -43,6 +45,7 @@ from forexd.daemon.tokenfile import tokens_match, write_token
 __all__ = ["CLIENT_TIMEOUT_S", "MAX_REQUEST_BYTES", "PROTOCOL_VERSION", "ControlServer", "request"]
 
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_SKIP_BYTES = 1024 * 1024  # an oversized line up to this is skipped; longer closes
 MAX_DEPTH = 32  # nesting of arrays/objects; real requests use 3
 MAX_TOKEN_LINE_BYTES = 256
 REQUEST_TIMEOUT_S = 5.0  # a client has this long to send a whole line
@@ -180,7 +183,9 @@ class ControlServer:
                     stream,
                     _error(None, "too_large", f"request exceeds {MAX_REQUEST_BYTES} bytes"),
                 )
-                return
+                if not await self._skip_line(buffered):
+                    return
+                continue
             except TimeoutError:
                 self.bad_requests += 1
                 await self._send(
@@ -189,6 +194,28 @@ class ControlServer:
                 )
                 return
             await self._send(stream, await self._dispatch(line))
+
+    async def _skip_line(self, buffered: BufferedByteReceiveStream) -> bool:
+        """Discard the rest of an oversized line, so the next line is answered in turn
+        (closing at once would reset the connection under the client's unread answer).
+
+        Returns:
+            False when the line does not end within :data:`MAX_SKIP_BYTES` and the request
+            timeout, or the peer went away: the connection is then closed.
+        """
+        try:
+            with anyio.fail_after(REQUEST_TIMEOUT_S):
+                await buffered.receive_until(b"\n", MAX_SKIP_BYTES)
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            anyio.DelimiterNotFound,
+            TimeoutError,
+        ):
+            return False
+        return True
 
     async def _authenticated(self, stream: ByteStream, buffered: BufferedByteReceiveStream) -> bool:
         """Read the token line; on anything but the right token answer and close."""
