@@ -112,6 +112,13 @@ async def test_ml_symbol_keeps_trading_with_its_champion_and_retraining_after_re
                              "first cycle")  # fmt: skip
             first = training()["champion"]
             assert first is not None, training()
+            await wait_until(  # the hand-over reaches the strategy between bars (see below)
+                lambda: (
+                    actor.core.strategy.champion is not None
+                    and actor.core.strategy.champion.model_id == first["model_id"]
+                ),
+                "the first champion installed",
+            )
             feed.push("EURUSD", frame.iloc[620:630])
             await wait_until(lambda: actor.stats().bars_seen == 630, "630 bars")
             await wait_until(lambda: abs(actor.position.units) == 1000, "a 1,000 position")
@@ -129,11 +136,22 @@ async def test_ml_symbol_keeps_trading_with_its_champion_and_retraining_after_re
             second = training()
             assert second["last_error"] is None, second
             assert "promoted" == second["last_cycle"]["decision"], second
+            # The hand-over is a message through the actor's command queue: it reaches the
+            # strategy between two bars, not necessarily before the cycle reads idle (under
+            # load the 20 bars below could all be traded first). Wait for it, as an event.
+            promoted = second["champion"]["model_id"]
+            await wait_until(
+                lambda: (
+                    actor.core.strategy.champion is not None
+                    and actor.core.strategy.champion.model_id == promoted
+                ),
+                "the promoted champion installed",
+            )
             feed.push("EURUSD", frame.iloc[640:660])
             await wait_until(lambda: actor.stats().bars_seen == 660, "660 bars")
             # The promoted champion is the one the trading strategy decides with.
             assert actor.strategy is actor.core.strategy
-            assert second["champion"]["model_id"] == actor.core.strategy.champion.model_id
+            assert promoted == actor.core.strategy.champion.model_id
             assert 3000 == abs(actor.position.units)
             daemon.request_stop("test")
 
