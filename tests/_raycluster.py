@@ -9,6 +9,7 @@ subprocess sets that switch itself (its address is a loopback one).
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,3 +72,10 @@ def running_tasks(cluster: Any) -> int:
             except psutil.Error:  # a worker that exited meanwhile
                 continue
     return count
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for an address that must be unreachable)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

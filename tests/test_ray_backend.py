@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -30,17 +29,11 @@ from forexd.models.search import run_search
 from forexd.strategies.ml_params import MlParams
 from tests._fxdata import LEAN_H1_EURUSD
 from tests._mlsupport import SMALL_WF, bundled_candles
-from tests._raycluster import NODE, loopback_cluster
+from tests._raycluster import NODE, free_port, loopback_cluster
 from tests.daemon_proc import forexd_cmd, run_cli
 
 pytestmark = pytest.mark.timeout(300)
 BASE = MlParams(lookback_candles=900, walk_forward=SMALL_WF)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +257,7 @@ def test_node_killed_mid_search_tasks_are_retried_and_the_search_completes(
 
 def test_unreachable_cluster_is_exit_2_naming_the_address(tmp_path: Path) -> None:
     """Nothing listens at --ray ADDRESS: one line naming it, exit 2, no traceback."""
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     done = run_cli(
         "train", "--symbol", "EURUSD", "--data", str(bundled_sample_path()), "--ray", address,
         "--data-dir", str(tmp_path), timeout=120,
@@ -275,7 +268,7 @@ def test_unreachable_cluster_is_exit_2_naming_the_address(tmp_path: Path) -> Non
 
 def test_unreachable_cluster_falls_back_to_local_with_a_warning_when_configured() -> None:
     """ray_fallback = "local": a warning naming the address, then the local executor."""
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     budget = compute_budget(2)
     warnings: list[str] = []
     fallback = ComputeConfig(backend="ray", ray_address=address, ray_fallback="local")

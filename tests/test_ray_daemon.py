@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import sqlite3
 import tempfile
 import time
@@ -26,7 +25,7 @@ import pytest
 
 from forexd.daemon.backend_ray import LOOPBACK_ENV
 from forexd.daemon.jobs import TrainingJobs
-from tests._raycluster import loopback_cluster, node_ids, running_tasks
+from tests._raycluster import free_port, loopback_cluster, node_ids, running_tasks
 from tests.daemon_proc import DaemonProc, run_cli, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -81,12 +80,6 @@ def _config(path: Path, *, compute: str = "", end: str = "2017-06-01", every: in
 
 def _on_ray(address: str) -> str:
     return f'backend = "ray"\nray_address = "{address}"'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +253,7 @@ def test_unreachable_cluster_stops_the_daemon_with_exit_2_naming_the_address(
     short_tmp: Path,
 ) -> None:
     """ray_fallback = "error": one message naming the address, exit 2, no traceback."""
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     cfg = _config(short_tmp / "c.toml", compute=_on_ray(address), end="2017-01-10", speed=0)
     res = run_cli("run", "--data-dir", str(short_tmp / "d"), "--config", str(cfg), timeout=120)
     assert 2 == res.returncode, res.stderr
@@ -272,7 +265,7 @@ def test_unreachable_cluster_with_local_fallback_warns_and_trains_locally(
     short_tmp: Path, daemon_factory: type[DaemonProc]
 ) -> None:
     """ray_fallback = "local": a warning naming the address; the daemon runs on its own pool."""
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     compute = _on_ray(address) + '\nray_fallback = "local"'
     cfg = _config(short_tmp / "c.toml", compute=compute, end="2017-01-20", speed=0, every=10**6)
     d = daemon_factory(short_tmp / "d", cfg, "--exit-when-done")
