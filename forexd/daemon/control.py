@@ -49,6 +49,14 @@ MAX_SKIP_BYTES = 1024 * 1024  # an oversized line up to this is skipped; longer 
 MAX_DEPTH = 32  # nesting of arrays/objects; real requests use 3
 MAX_TOKEN_LINE_BYTES = 256
 REQUEST_TIMEOUT_S = 5.0  # a client has this long to send a whole line
+_LINE_NOT_READ = (  # a bounded line read that ends the connection: gone, too long, too slow
+    anyio.EndOfStream,
+    anyio.IncompleteRead,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.DelimiterNotFound,
+    TimeoutError,
+)
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -206,14 +214,7 @@ class ControlServer:
         try:
             with anyio.fail_after(REQUEST_TIMEOUT_S):
                 await buffered.receive_until(b"\n", MAX_SKIP_BYTES)
-        except (
-            anyio.EndOfStream,
-            anyio.IncompleteRead,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            anyio.DelimiterNotFound,
-            TimeoutError,
-        ):
+        except _LINE_NOT_READ:
             return False
         return True
 
@@ -222,14 +223,7 @@ class ControlServer:
         try:
             with anyio.fail_after(REQUEST_TIMEOUT_S):
                 line = await buffered.receive_until(b"\n", MAX_TOKEN_LINE_BYTES)
-        except (
-            anyio.EndOfStream,
-            anyio.IncompleteRead,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            anyio.DelimiterNotFound,
-            TimeoutError,
-        ):
+        except _LINE_NOT_READ:
             line = b""
         if tokens_match(self._token, line.strip().decode("utf-8", "replace")):
             return True
